@@ -1,0 +1,50 @@
+# vmdriver — `make demo` and `make test` set up everything they need on a
+# Debian machine (installing missing packages with apt-get as root), build
+# the test guests and run.
+
+GO        ?= go
+BUILD     := $(CURDIR)/build
+BIN       := $(BUILD)/vmdriver
+IMAGES    := $(BUILD)/images
+GOTESTFLAGS ?=
+
+# Tests find the guests here; under make a missing tool or guest fails a
+# test instead of skipping it.
+export VMDRIVER_IMAGES := $(IMAGES)
+
+.PHONY: all deps build images demo test test-unit vet bench clean
+
+all: build
+
+deps:
+	./hack/install-deps.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/vmdriver
+
+# Guests are cached by content under the user cache dir; rebuilding an
+# unchanged guest takes well under a second.
+images: deps build
+	$(BIN) image build --kind minimal --out $(IMAGES)/minimal minimal
+	$(BIN) image build --kind systemd --out $(IMAGES)/systemd systemd
+
+demo: images
+	$(GO) test -count=1 -v -run 'Example|TestDemo' ./examples/...
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: images vet
+	VMDRIVER_REQUIRE_VM=1 $(GO) test -count=1 -race -timeout 25m $(GOTESTFLAGS) ./...
+
+# Unit tests only: no guests, no QEMU required.
+test-unit:
+	$(GO) test -count=1 -race -short ./...
+
+bench: images
+	VMDRIVER_REQUIRE_VM=1 $(GO) run ./cmd/vmdriver-bench -out docs/benchmarks.md
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,134 @@
+// Package backdoor speaks the guest root-shell protocol of NixOS test
+// guests over any byte stream (a virtio console socket, a vsock stream).
+//
+// The guest prints Banner on its console and then runs
+// `bash --norc /dev/hvc0`: whatever the host writes is executed as a bash
+// script. This package stays wire-compatible with that guest side, but
+// improves on the Python driver's host side: one round trip per command,
+// a host-side deadline on every read, banner detection that survives any
+// split, exit statuses taken as they come, byte-exact output with its
+// integrity checked, and a reader that drains the stream continuously so
+// QEMU's virtconsole never drops bytes.
+package backdoor
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+)
+
+// Banner is what the guest prints when its root shell is ready.
+const Banner = "Spawning backdoor root shell..."
+
+var (
+	// ErrClosed is returned when the shell connection has ended.
+	ErrClosed = errors.New("backdoor: shell connection closed")
+	// ErrCorrupt is returned when output was damaged in transit (for
+	// example bytes dropped by the virtual console).
+	ErrCorrupt = errors.New("backdoor: command output corrupted in transit")
+	// ErrBusy is returned when an earlier command outlived its deadline
+	// and still occupies the guest shell.
+	ErrBusy = errors.New("backdoor: shell still busy with an earlier command")
+)
+
+// Result is the outcome of one command.
+type Result struct {
+	// Status is the command's exit status as the guest reported it (a
+	// guest-side timeout gives 124 with coreutils, 143 with busybox).
+	Status int
+	// Output is the command's stdout, byte for byte.
+	Output []byte
+}
+
+// RunOptions tunes one command.
+type RunOptions struct {
+	// Timeout, when positive, also bounds the command inside the guest
+	// (the guest's `timeout` program ends it); the host-side deadline is
+	// always ctx.
+	Timeout time.Duration
+	// NoStatus reads the output but does not require an exit status (for
+	// commands that end the machine, such as poweroff); Result.Status is
+	// then -1 unless the status arrived anyway, and a connection that
+	// closes after the command was sent is not an error.
+	NoStatus bool
+	// HeldWarning, when positive, is how long after the command exited
+	// with its stdout still held open (a background process inherited it)
+	// before Warnf is called. Zero means a default of a few seconds.
+	HeldWarning time.Duration
+}
+
+// Option configures a Shell.
+type Option func(*config)
+
+type config struct {
+	logf      func(format string, args ...any)
+	preBanner func(line string)
+	ready     bool
+}
+
+// WithLogf sends the shell's warnings (a command whose background child
+// holds stdout, data before the banner) to logf.
+func WithLogf(logf func(format string, args ...any)) Option {
+	return func(c *config) { c.logf = logf }
+}
+
+// WithPreBanner passes every line the guest writes before the banner to
+// fn (useful for "connecting to host..." style diagnostics).
+func WithPreBanner(fn func(line string)) Option {
+	return func(c *config) { c.preBanner = fn }
+}
+
+// WithoutBanner declares that the guest shell is already running and set
+// up (for example after restoring a snapshot), so no banner will come.
+func WithoutBanner() Option {
+	return func(c *config) { c.ready = true }
+}
+
+// Shell is a guest root shell. Commands run one at a time; Run is safe
+// for concurrent use and queues callers.
+type Shell struct {
+	impl
+}
+
+// New starts reading conn at once and keeps reading it for the shell's
+// whole life, whatever the caller is doing. The Shell owns conn.
+func New(conn net.Conn, opts ...Option) *Shell {
+	c := config{logf: func(string, ...any) {}}
+	for _, o := range opts {
+		o(&c)
+	}
+	return newShell(conn, c)
+}
+
+// WaitReady waits until the guest printed the banner (split however the
+// stream splits it) and the shell accepted the driver's set-up.
+func (s *Shell) WaitReady(ctx context.Context) error { return s.waitReady(ctx) }
+
+// Run runs cmd in the guest with `set -euo pipefail` in a fresh subshell
+// whose stdin is /dev/null, and returns its exit status and stdout.
+// A non-zero status is not an error. Errors mean the exchange itself
+// failed: ctx ended (the error then says whether the command was still
+// running or had exited with a background process holding its stdout),
+// the connection closed, or output was corrupted.
+func (s *Shell) Run(ctx context.Context, cmd string, opts RunOptions) (Result, error) {
+	return s.run(ctx, cmd, opts)
+}
+
+// Send sends cmd to run in the guest without waiting for anything
+// (check_output=False in the NixOS driver). Its reply, if any, is
+// discarded.
+func (s *Shell) Send(ctx context.Context, cmd string) error { return s.send(ctx, cmd) }
+
+// SendRaw writes text to the guest shell verbatim, without framing (the
+// NixOS driver's shutdown writes "poweroff\n" this way).
+func (s *Shell) SendRaw(ctx context.Context, text string) error { return s.sendRaw(ctx, text) }
+
+// Done is closed when the connection has ended.
+func (s *Shell) Done() <-chan struct{} { return s.done() }
+
+// Err reports why the connection ended; nil while it is open.
+func (s *Shell) Err() error { return s.err() }
+
+// Close closes the connection; pending calls fail with ErrClosed.
+func (s *Shell) Close() error { return s.close() }

@@ -1,0 +1,150 @@
+// Package backend defines what a hypervisor backend provides to a Machine.
+//
+// A Backend owns the whole boot sequence of one guest: it spawns the
+// hypervisor, connects its control plane and hands back the guest's root
+// shell. Machine never knows which hypervisor it drives. Capabilities that
+// not every hypervisor has (screenshots, keys, monitor commands, links,
+// snapshots) are separate interfaces that an Instance may implement; a
+// caller type-asserts for them and reports ErrUnsupported when they are
+// missing.
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/vmdriver/vmdriver/backdoor"
+)
+
+// ErrUnsupported is wrapped by every error that reports a capability the
+// backend does not have.
+var ErrUnsupported = errors.New("not supported by this backend")
+
+// ErrExited is wrapped by errors caused by the hypervisor process having
+// exited (crashed, killed, or powered off).
+var ErrExited = errors.New("hypervisor process exited")
+
+// Spec describes one machine to start.
+type Spec struct {
+	// Name is the machine's name, used in messages and logs.
+	Name string
+	// StartScript is the executable that starts the hypervisor (for QEMU a
+	// nixpkgs-style run-NAME-vm script). Backends that build their own
+	// command line may ignore it.
+	StartScript string
+	// StateDir is a private (0700) directory owned by this machine; the
+	// backend keeps its sockets and per-run files there. It exists.
+	StateDir string
+	// SharedDir is the host directory that appears at /tmp/shared in the
+	// guest.
+	SharedDir string
+	// Env holds extra KEY=VALUE pairs for the hypervisor's environment
+	// (for example QEMU_VDE_SOCKET_1). They are passed through the process
+	// environment, never as text in an argv.
+	Env []string
+	// AllowReboot keeps the hypervisor running when the guest reboots.
+	// Without it a guest reboot ends the process (QEMU -no-reboot).
+	AllowReboot bool
+	// Console receives the guest's serial console output as it arrives.
+	// Writes must not block for long; Machine splits it into lines.
+	Console io.Writer
+	// Logf, when set, receives the backend's own diagnostics.
+	Logf func(format string, args ...any)
+}
+
+// Backend starts machines on one kind of hypervisor.
+type Backend interface {
+	// Name names the hypervisor ("qemu", "mock", ...).
+	Name() string
+	// Start spawns the hypervisor and connects its control plane. It does
+	// not wait for the guest to boot: Instance.Shell does that. On error
+	// nothing started by Start is left running.
+	Start(ctx context.Context, spec Spec) (Instance, error)
+	// BootTimeout is a reasonable default for how long a guest of this
+	// backend may take to offer its shell (longer under software
+	// emulation).
+	BootTimeout() time.Duration
+}
+
+// Instance is one running hypervisor process and its guest.
+type Instance interface {
+	// Shell waits until the guest's root shell is ready and returns it.
+	// It fails early, naming the cause, if the hypervisor exits first.
+	// Later calls return the same shell while it is alive.
+	Shell(ctx context.Context) (*backdoor.Shell, error)
+	// PID is the hypervisor's process id, or 0 if there is none.
+	PID() int
+	// Done is closed once the hypervisor process has exited and every
+	// resource tied to it is released.
+	Done() <-chan struct{}
+	// ExitErr describes how the process ended; nil while it runs and after
+	// a clean exit (status 0).
+	ExitErr() error
+	// PowerDown asks the guest to power off (ACPI power button). It does
+	// not wait for the guest to do so.
+	PowerDown(ctx context.Context) error
+	// Kill ends the hypervisor at once, as if the power cord were pulled,
+	// and waits for the process to be gone.
+	Kill(ctx context.Context) error
+	// Close releases everything: the process (terminated, then killed
+	// after a grace period), sockets and goroutines. It is idempotent and
+	// safe to call after the process exited.
+	Close() error
+	// Diagnostics returns recent hypervisor messages (for QEMU its
+	// stderr), for error reports. It may be empty.
+	Diagnostics() string
+}
+
+// ConsoleWriter is implemented by instances that can type into the serial
+// console (what the guest reads from ttyS0).
+type ConsoleWriter interface {
+	WriteConsole(ctx context.Context, data []byte) error
+}
+
+// Monitor is implemented by instances with a human monitor (QEMU's HMP).
+type Monitor interface {
+	// MonitorCommand runs one monitor command and returns its output.
+	MonitorCommand(ctx context.Context, command string) (string, error)
+}
+
+// Event is an asynchronous control-plane event (for QEMU, a QMP event).
+type Event struct {
+	// Name is the event's name, such as "SHUTDOWN".
+	Name string
+	// Data holds the event's payload.
+	Data map[string]any
+	// Time is when the hypervisor reported the event.
+	Time time.Time
+}
+
+// EventSource is implemented by instances whose control plane emits
+// events.
+type EventSource interface {
+	// WaitEvent returns the first event, among those not yet consumed by
+	// an earlier WaitEvent (including events that arrived before the
+	// call), for which match returns true. Events it skips are consumed.
+	WaitEvent(ctx context.Context, match func(Event) bool) (Event, error)
+}
+
+// Screenshotter is implemented by instances with a display.
+type Screenshotter interface {
+	// Screenshot writes the current screen as a PNG file at path.
+	Screenshot(ctx context.Context, path string) error
+}
+
+// KeySender is implemented by instances with a keyboard.
+type KeySender interface {
+	// SendKey presses and releases one key or chord given in QEMU's key
+	// names ("a", "shift-a", "ctrl-alt-delete", "ret").
+	SendKey(ctx context.Context, key string) error
+}
+
+// RawCommander is implemented by instances whose control plane accepts
+// raw commands (for QEMU, QMP commands with JSON arguments).
+type RawCommander interface {
+	// ControlCommand runs one control-plane command and returns its
+	// result decoded from JSON.
+	ControlCommand(ctx context.Context, command string, args map[string]any) (any, error)
+}

@@ -1,0 +1,480 @@
+package mock
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vmdriver/vmdriver/backdoor"
+)
+
+// word is one shell word; op marks an unquoted operator (|, >, &&, ...).
+type word struct {
+	s  string
+	op bool
+}
+
+var operators = map[string]bool{
+	"|": true, "||": true, "&&": true, ";": true, "&": true,
+	">": true, ">>": true, "<": true, "2>&1": true, ">&2": true, "1>&2": true,
+}
+
+// lex splits a command line into words the way a POSIX shell quotes them
+// ('...', "...", backslashes). It does not expand anything; $(...) and
+// backticks stay literal text.
+func lex(s string) ([]word, error) {
+	var words []word
+	var cur strings.Builder
+	inWord, quoted := false, false
+	flush := func() {
+		if inWord {
+			w := cur.String()
+			words = append(words, word{s: w, op: !quoted && operators[w]})
+		}
+		cur.Reset()
+		inWord, quoted = false, false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			flush()
+		case c == '\'':
+			inWord, quoted = true, true
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated single quote")
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+		case c == '"':
+			inWord, quoted = true, true
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\\\"$`\n", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("unterminated double quote")
+			}
+		case c == '\\':
+			inWord, quoted = true, true
+			if i+1 < len(s) {
+				i++
+				cur.WriteByte(s[i])
+			}
+		default:
+			inWord = true
+			cur.WriteByte(c)
+		}
+	}
+	flush()
+	return words, nil
+}
+
+func texts(ws []word) []string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = w.s
+	}
+	return out
+}
+
+// reply is a built-in command's outcome; stderr goes to the serial
+// console, as the real backdoor's stderr does.
+type reply struct {
+	out    string
+	stderr string
+	status int
+}
+
+var vcsRE = regexp.MustCompile(`/dev/vcs(\d+)`)
+
+// serve is the backdoor.GuestHandler of the guest.
+func (g *Guest) serve(ctx context.Context, req backdoor.GuestRequest) backdoor.GuestReply {
+	g.mu.Lock()
+	g.commands = append(g.commands, req.Command)
+	rhs := slices.Clone(g.reqHandlers)
+	chs := slices.Clone(g.handlers)
+	g.mu.Unlock()
+	for _, h := range rhs {
+		if r, ok := h(ctx, req); ok {
+			return r
+		}
+	}
+	for _, h := range chs {
+		if out, status, ok := h(req.Command); ok {
+			return backdoor.GuestReply{Output: []byte(out), Status: status}
+		}
+	}
+	r := g.builtin(ctx, req.Command, req.Timeout)
+	if r.stderr != "" {
+		g.ConsoleText(r.stderr)
+	}
+	return backdoor.GuestReply{Output: []byte(r.out), Status: r.status}
+}
+
+// rawText handles unframed text written to the guest shell: the outer
+// bash would run it as a script, so "poweroff" powers off.
+func (g *Guest) rawText(text string) {
+	g.mu.Lock()
+	g.raw = append(g.raw, text)
+	g.mu.Unlock()
+	for _, line := range strings.Split(text, "\n") {
+		switch strings.TrimSpace(line) {
+		case "poweroff", "poweroff -f", "halt -p":
+			g.PowerOff()
+		case "reboot", "reboot -f":
+			g.Reboot()
+		}
+	}
+}
+
+// builtin runs one of the fake commands.
+func (g *Guest) builtin(ctx context.Context, cmd string, timeout time.Duration) reply {
+	cmd = strings.TrimSpace(cmd)
+	if strings.HasPrefix(cmd, "fold ") {
+		return g.fold(cmd)
+	}
+	ws, err := lex(cmd)
+	if err != nil {
+		return reply{stderr: fmt.Sprintf("bash: -c: line 1: %v\n", err), status: 2}
+	}
+	// stderr redirections to stdout make no difference here: the fake
+	// commands print their errors to the console, except as noted.
+	toStdout := false
+	ws = slices.DeleteFunc(ws, func(w word) bool {
+		if w.op && w.s == "2>&1" {
+			toStdout = true
+			return true
+		}
+		return false
+	})
+	if len(ws) == 0 {
+		return reply{}
+	}
+	if r, ok := g.upload(ws); ok {
+		return r
+	}
+	for _, w := range ws {
+		if w.op {
+			return reply{stderr: fmt.Sprintf("mock guest: cannot interpret %q (shell operator %q); script it with Guest.Handle\n", cmd, w.s), status: 2}
+		}
+	}
+	args := texts(ws)
+	r := g.simple(ctx, args, timeout)
+	if toStdout {
+		r.out += r.stderr
+		r.stderr = ""
+	}
+	return r
+}
+
+// simple runs one simple command (no operators).
+func (g *Guest) simple(ctx context.Context, args []string, timeout time.Duration) reply {
+	name, rest := args[0], args[1:]
+	switch name {
+	case "true", ":", "sync":
+		return reply{}
+	case "false":
+		return reply{status: 1}
+	case "echo":
+		nl := "\n"
+		if len(rest) > 0 && rest[0] == "-n" {
+			nl, rest = "", rest[1:]
+		}
+		return reply{out: strings.Join(rest, " ") + nl}
+	case "exit":
+		st := 0
+		if len(rest) > 0 {
+			st, _ = strconv.Atoi(rest[0])
+		}
+		return reply{status: st}
+	case "sleep":
+		return sleep(ctx, rest, timeout)
+	case "test", "[":
+		if name == "[" {
+			if len(rest) == 0 || rest[len(rest)-1] != "]" {
+				return reply{stderr: "bash: [: missing `]'\n", status: 2}
+			}
+			rest = rest[:len(rest)-1]
+		}
+		return g.test(rest)
+	case "cat":
+		var b strings.Builder
+		for _, p := range dropFlags(rest) {
+			g.mu.Lock()
+			data, err := g.readFileLocked(p)
+			g.mu.Unlock()
+			if err != nil {
+				return reply{out: b.String(), stderr: "cat: " + err.Error() + "\n", status: 1}
+			}
+			b.Write(data)
+		}
+		return reply{out: b.String()}
+	case "mkdir":
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for _, p := range dropFlags(rest) {
+			if err := g.mkdirAllLocked(p); err != nil {
+				return reply{stderr: "mkdir: " + err.Error() + "\n", status: 1}
+			}
+		}
+		return reply{}
+	case "cp":
+		recursive := slices.Contains(rest, "-r") || slices.Contains(rest, "-R") || slices.Contains(rest, "-a")
+		ps := dropFlags(rest)
+		if len(ps) != 2 {
+			return reply{stderr: "cp: mock supports exactly one source and one target\n", status: 1}
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if err := g.copyLocked(ps[0], ps[1], recursive); err != nil {
+			return reply{stderr: "cp: " + err.Error() + "\n", status: 1}
+		}
+		return reply{}
+	case "rm":
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for _, p := range dropFlags(rest) {
+			if err := g.removeAllLocked(p); err != nil {
+				return reply{stderr: "rm: " + err.Error() + "\n", status: 1}
+			}
+		}
+		return reply{}
+	case "systemctl":
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		out, errOut, st := g.managerLocked("").systemctl(rest)
+		return reply{out: out, stderr: errOut, status: st}
+	case "su":
+		return g.su(ctx, rest, timeout)
+	case "nc":
+		return g.nc(rest)
+	case "poweroff", "halt":
+		// Like a real power-off, the command never reports back.
+		g.PowerOff()
+		<-ctx.Done()
+		return reply{status: 143}
+	case "reboot":
+		g.Reboot()
+		<-ctx.Done()
+		return reply{status: 143}
+	}
+	return reply{stderr: fmt.Sprintf("bash: line 1: %s: command not found\n", name), status: 127}
+}
+
+// dropFlags removes options and "--" from an argument list.
+func dropFlags(args []string) []string {
+	var out []string
+	flags := true
+	for _, a := range args {
+		if flags && a == "--" {
+			flags = false
+			continue
+		}
+		if flags && strings.HasPrefix(a, "-") && a != "-" {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// sleep waits in "guest time", honouring the guest-side timeout (status
+// 124, as coreutils timeout reports it) and the request's end.
+func sleep(ctx context.Context, args []string, timeout time.Duration) reply {
+	if len(args) != 1 {
+		return reply{stderr: "sleep: missing operand\n", status: 1}
+	}
+	secs, err := strconv.ParseFloat(args[0], 64)
+	if err != nil || secs < 0 {
+		return reply{stderr: fmt.Sprintf("sleep: invalid time interval '%s'\n", args[0]), status: 1}
+	}
+	d := time.Duration(secs * float64(time.Second))
+	status := 0
+	if timeout > 0 && d > timeout {
+		d, status = timeout, 124
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return reply{status: status}
+	case <-ctx.Done():
+		return reply{status: 143}
+	}
+}
+
+func (g *Guest) test(args []string) reply {
+	if len(args) != 2 {
+		return reply{stderr: "mock test: only `test -e|-f|-d|-S PATH` is supported\n", status: 2}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := cleanPath(args[1])
+	ok, dir := g.statLocked(p)
+	var res bool
+	switch args[0] {
+	case "-e":
+		res = ok || g.unixStream[p] || g.unixDgram[p]
+	case "-f":
+		res = ok && !dir
+	case "-d":
+		res = ok && dir
+	case "-S":
+		res = g.unixStream[p] || g.unixDgram[p]
+	default:
+		return reply{stderr: fmt.Sprintf("mock test: unsupported test %s\n", args[0]), status: 2}
+	}
+	if res {
+		return reply{}
+	}
+	return reply{status: 1}
+}
+
+// su runs `su -l USER --shell /bin/sh -c CMD`; a `systemctl --user`
+// inside CMD talks to USER's manager.
+func (g *Guest) su(ctx context.Context, args []string, timeout time.Duration) reply {
+	var user, inner string
+	haveC := false
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-l" || a == "-" || a == "--login":
+		case a == "--shell" || a == "-s":
+			i++
+		case a == "-c" || a == "--command":
+			if i+1 < len(args) {
+				inner, haveC = args[i+1], true
+			}
+			i++
+		case strings.HasPrefix(a, "-"):
+		default:
+			if user == "" {
+				user = a
+			}
+		}
+	}
+	if user == "" || !haveC {
+		return reply{stderr: "su: mock supports only su -l USER --shell /bin/sh -c CMD\n", status: 1}
+	}
+	if i := strings.Index(inner, "systemctl --user "); i >= 0 {
+		ws, err := lex(inner[i+len("systemctl --user "):])
+		if err != nil {
+			return reply{stderr: fmt.Sprintf("sh: %v\n", err), status: 2}
+		}
+		toStdout := false
+		ws = slices.DeleteFunc(ws, func(w word) bool {
+			if w.op && w.s == "2>&1" {
+				toStdout = true
+				return true
+			}
+			return false
+		})
+		g.mu.Lock()
+		out, errOut, st := g.managerLocked(user).systemctl(texts(ws))
+		g.mu.Unlock()
+		if toStdout {
+			return reply{out: out + errOut, status: st}
+		}
+		return reply{out: out, stderr: errOut, status: st}
+	}
+	return g.builtin(ctx, inner, timeout)
+}
+
+// nc runs `nc -z [-w N] ADDR PORT` and `nc -z -U|-uU PATH`.
+func (g *Guest) nc(args []string) reply {
+	unix, dgram := false, false
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-w" || a == "-W":
+			i++
+		case strings.HasPrefix(a, "-"):
+			if strings.Contains(a, "U") {
+				unix = true
+			}
+			if strings.Contains(a, "u") {
+				dgram = true
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if unix {
+		if len(pos) != 1 {
+			return reply{stderr: "nc: mock: need one socket path\n", status: 1}
+		}
+		p := cleanPath(pos[0])
+		if (dgram && g.unixDgram[p]) || (!dgram && g.unixStream[p]) {
+			return reply{}
+		}
+		return reply{status: 1}
+	}
+	if len(pos) != 2 {
+		return reply{stderr: "nc: mock: need ADDR PORT\n", status: 1}
+	}
+	port, err := strconv.Atoi(pos[1])
+	if err != nil {
+		return reply{stderr: fmt.Sprintf("nc: port number invalid: %s\n", pos[1]), status: 1}
+	}
+	if g.ports[portKey(pos[0], port)] {
+		return reply{}
+	}
+	return reply{status: 1}
+}
+
+// upload runs `printf %s B64 | base64 -d >|>> PATH`.
+func (g *Guest) upload(ws []word) (reply, bool) {
+	if len(ws) != 8 || ws[0].s != "printf" || ws[1].s != "%s" || !ws[3].op || ws[3].s != "|" ||
+		ws[4].s != "base64" || ws[5].s != "-d" || !ws[6].op || (ws[6].s != ">" && ws[6].s != ">>") {
+		return reply{}, false
+	}
+	data, err := base64.StdEncoding.DecodeString(ws[2].s)
+	if err != nil {
+		return reply{stderr: "base64: invalid input\n", status: 1}, true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.writeFileLocked(ws[7].s, data, ws[6].s == ">>", 0o644); err != nil {
+		return reply{stderr: "bash: " + err.Error() + "\n", status: 1}, true
+	}
+	return reply{}, true
+}
+
+// fold answers the TTY commands: `fold ... /dev/vcsN` prints the TTY's
+// text; with `| systemd-cat` the text goes to the journal, hence the
+// serial console.
+func (g *Guest) fold(cmd string) reply {
+	m := vcsRE.FindStringSubmatch(cmd)
+	if m == nil {
+		return reply{stderr: "fold: mock: no /dev/vcsN\n", status: 1}
+	}
+	n, _ := strconv.Atoi(m[1])
+	g.mu.Lock()
+	text, ok := g.tty[n]
+	g.mu.Unlock()
+	if !ok {
+		text = ""
+	}
+	if strings.Contains(cmd, "systemd-cat") {
+		for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+			g.ConsoleLine(line)
+		}
+		return reply{}
+	}
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	return reply{out: text}
+}

@@ -1,0 +1,77 @@
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// Names of the sockets in a machine's state directory.
+const (
+	qmpSocket   = "qmp"
+	shellSocket = "shell"
+)
+
+// argvOptions is everything driverArgs needs; it holds no host state so
+// the command line can be tested as a table.
+type argvOptions struct {
+	// StateDir is the machine's state directory (absolute).
+	StateDir string
+	// AllowReboot drops -no-reboot.
+	AllowReboot bool
+	// Display is true when DISPLAY or WAYLAND_DISPLAY is set; without one
+	// QEMU runs with -nographic.
+	Display bool
+	// Accel holds the accelerator arguments.
+	Accel []string
+	// Extra holds the user's own extra arguments, appended last.
+	Extra []string
+}
+
+// driverArgs returns the arguments the driver appends to a start script,
+// in the order the NixOS driver uses: QMP server socket, the guest shell
+// on a virtio console connected to our listening socket, the serial port
+// on stdio, then -no-reboot, -nographic, the accelerator and extra args.
+func driverArgs(o argvOptions) []string {
+	args := []string{
+		"-qmp", "unix:" + filepath.Join(o.StateDir, qmpSocket) + ",server=on,wait=off",
+		"-chardev", "socket,id=shell,path=" + filepath.Join(o.StateDir, shellSocket),
+		"-device", "virtio-serial",
+		"-device", "virtconsole,chardev=shell",
+		"-serial", "stdio",
+	}
+	if !o.AllowReboot {
+		args = append(args, "-no-reboot")
+	}
+	if !o.Display {
+		args = append(args, "-nographic")
+	}
+	args = append(args, o.Accel...)
+	return append(args, o.Extra...)
+}
+
+// hasDisplay reports whether a graphical display is available, as the
+// NixOS driver decides it.
+func hasDisplay(getenv func(string) string) bool {
+	return getenv("DISPLAY") != "" || getenv("WAYLAND_DISPLAY") != ""
+}
+
+// buildEnv returns the start script's environment: the driver's own, then
+// the variables the nixpkgs start script honours, then the spec's extras.
+// Later entries win (os/exec keeps the last of duplicate keys).
+func buildEnv(base []string, stateDir, sharedDir string, extra []string) ([]string, error) {
+	env := make([]string, 0, len(base)+3+len(extra))
+	env = append(env, base...)
+	env = append(env, "TMPDIR="+stateDir, "USE_TMPDIR=1")
+	if sharedDir != "" {
+		env = append(env, "SHARED_DIR="+sharedDir)
+	}
+	for _, kv := range extra {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("environment entry %q is not KEY=VALUE", kv)
+		}
+		env = append(env, kv)
+	}
+	return env, nil
+}

@@ -1,0 +1,815 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vmdriver/vmdriver/backdoor"
+	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/qmp"
+)
+
+// Grace periods. They bound how long teardown waits; none of them delays
+// a process that behaves.
+const (
+	// killGrace is how long Kill waits after QMP quit before SIGKILL.
+	killGrace = 2 * time.Second
+	// termGrace is how long Close waits after SIGTERM before SIGKILL.
+	termGrace = 5 * time.Second
+	// reapGrace bounds the wait for a SIGKILLed process to be reaped.
+	reapGrace = 10 * time.Second
+	// pipeGrace is how long the output readers may run on after QEMU
+	// exited (a straggler holding the pipes) before they are cut off.
+	pipeGrace = 2 * time.Second
+	// eofGrace is how long a shell read that hit EOF waits to learn
+	// whether QEMU exited, so the error can name the process.
+	eofGrace = time.Second
+	// tailLines is how many console or stderr lines an error quotes.
+	tailLines = 15
+)
+
+// launchConfig is what launch needs, already validated.
+type launchConfig struct {
+	name       string
+	script     string
+	stateDir   string
+	args       []string
+	env        []string
+	console    io.Writer
+	logf       func(format string, args ...any)
+	qmpTimeout time.Duration
+}
+
+// Instance is one running QEMU process and its guest. Besides
+// backend.Instance it implements backend.ConsoleWriter, Monitor,
+// EventSource, Screenshotter, KeySender and RawCommander.
+type Instance struct {
+	name     string
+	script   string
+	stateDir string
+	logf     func(format string, args ...any)
+
+	cmd   *exec.Cmd
+	pid   int
+	stdin *os.File
+
+	console *tailBuffer // the serial console's tail
+	stderr  *tailBuffer // QEMU's stderr tail (Diagnostics)
+
+	mu     sync.Mutex
+	qmp    *qmp.Client       // set once QMP is up; closed by the watcher
+	events *qmp.Subscription // subscribed right after dialing
+	gone   bool              // the watcher has released everything
+
+	ln        *net.UnixListener
+	accepted  chan struct{} // closed when the accept goroutine ended
+	shellConn net.Conn      // QEMU's connection to the shell socket
+	shell     *backdoor.Shell
+	acceptErr error
+
+	exited  chan struct{} // closed once cmd.Wait returned
+	waitErr error         // set before exited is closed
+	done    chan struct{} // closed once everything is released
+
+	readers sync.WaitGroup // stdout and stderr copiers
+	aux     sync.WaitGroup // the accept goroutine
+
+	shellSem   chan struct{} // one WaitReady at a time
+	ready      atomic.Bool
+	consoleSem chan struct{} // one console write at a time
+	shotSeq    atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ backend.Instance      = (*Instance)(nil)
+	_ backend.ConsoleWriter = (*Instance)(nil)
+	_ backend.Monitor       = (*Instance)(nil)
+	_ backend.EventSource   = (*Instance)(nil)
+	_ backend.Screenshotter = (*Instance)(nil)
+	_ backend.KeySender     = (*Instance)(nil)
+	_ backend.RawCommander  = (*Instance)(nil)
+)
+
+// launch listens on the shell socket, spawns the start script, starts the
+// goroutines that watch it and connects QMP. Any failure tears down what
+// was started.
+func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
+	shellPath := filepath.Join(c.stateDir, shellSocket)
+	qmpPath := filepath.Join(c.stateDir, qmpSocket)
+	// Stale sockets from an earlier run would make listen fail, or make
+	// us talk to a QEMU that is no longer there.
+	for _, p := range []string{shellPath, qmpPath} {
+		if err := removeSocket(p); err != nil {
+			return nil, fmt.Errorf("machine %q: %w", c.name, err)
+		}
+	}
+	// The shell socket must listen before QEMU starts: QEMU connects to
+	// it at startup and exits if nobody listens.
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: shellPath, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("machine %q: listen on the guest shell socket: %w", c.name, err)
+	}
+	ln.SetUnlinkOnClose(true)
+
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("machine %q: %w", c.name, err)
+	}
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		ln.Close()
+		closeAll(stdinR, stdinW)
+		return nil, fmt.Errorf("machine %q: %w", c.name, err)
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		ln.Close()
+		closeAll(stdinR, stdinW, stdoutR, stdoutW)
+		return nil, fmt.Errorf("machine %q: %w", c.name, err)
+	}
+
+	cmd := exec.Command(c.script, c.args...)
+	cmd.Dir = c.stateDir
+	cmd.Env = c.env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own process group, so teardown reaches every process the
+		// script started; Pdeathsig so QEMU dies with the driver even
+		// when the driver is SIGKILLed (the script execs QEMU, which
+		// keeps the setting; a QEMU the script forks instead would not
+		// get it). Linux sends it when the spawning thread exits, which
+		// the Go runtime does only for goroutines that exit while
+		// locked to their thread.
+		Setpgid:   true,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	spawned := time.Now()
+	err = cmd.Start()
+	// The child has its copies; ours would keep the pipes open forever.
+	closeAll(stdinR, stdoutW, stderrW)
+	if err != nil {
+		ln.Close()
+		closeAll(stdinW, stdoutR, stderrR)
+		return nil, fmt.Errorf("machine %q: start script %s: %w", c.name, c.script, err)
+	}
+
+	console := c.console
+	if console == nil {
+		console = io.Discard
+	}
+	i := &Instance{
+		name:       c.name,
+		script:     c.script,
+		stateDir:   c.stateDir,
+		logf:       c.logf,
+		cmd:        cmd,
+		pid:        cmd.Process.Pid,
+		stdin:      stdinW,
+		console:    newTailBuffer(16 << 10),
+		stderr:     newTailBuffer(16 << 10),
+		ln:         ln,
+		accepted:   make(chan struct{}),
+		exited:     make(chan struct{}),
+		done:       make(chan struct{}),
+		shellSem:   make(chan struct{}, 1),
+		consoleSem: make(chan struct{}, 1),
+	}
+	i.readers.Add(2)
+	go i.copyStdout(stdoutR, console)
+	go i.copyStderr(stderrR)
+	i.aux.Add(1)
+	go i.acceptShell()
+	go i.watch(stdoutR, stderrR)
+	defer func() {
+		if err != nil {
+			i.Close()
+		}
+	}()
+
+	client, err := i.dialQMP(ctx, qmpPath, c.qmpTimeout)
+	if err != nil {
+		return nil, err
+	}
+	i.mu.Lock()
+	if i.gone {
+		i.mu.Unlock()
+		client.Close()
+		return nil, i.exitedEarly()
+	}
+	i.qmp = client
+	i.events = client.Subscribe()
+	i.mu.Unlock()
+	i.logf("qemu: pid %d started, control socket up after %s", i.pid, time.Since(spawned).Round(time.Millisecond))
+	return i, nil
+}
+
+// dialQMP connects to QEMU's QMP socket, retrying while QEMU starts up.
+func (i *Instance) dialQMP(ctx context.Context, path string, limit time.Duration) (*qmp.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	backoff := 5 * time.Millisecond
+	var lastErr error
+	for {
+		select {
+		case <-i.exited:
+			return nil, i.exitedEarly()
+		default:
+		}
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := qmp.Dial(actx, "unix", path)
+		acancel()
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+		t := time.NewTimer(backoff)
+		select {
+		case <-i.exited:
+			t.Stop()
+			return nil, i.exitedEarly()
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("machine %q: waiting for QEMU's control socket %s: %w (last attempt: %v)%s%s",
+				i.name, path, ctx.Err(), lastErr,
+				formatTail("last console lines", i.console.Lines(tailLines)),
+				formatTail("QEMU stderr", i.stderr.Lines(tailLines)))
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 25*time.Millisecond)
+	}
+}
+
+// exitedEarly describes a start script that ended before QEMU's control
+// socket came up. It waits for the output readers so the tail is whole.
+func (i *Instance) exitedEarly() error {
+	i.waitDone(pipeGrace + time.Second)
+	hint := ""
+	switch exitCode(i.waitErr) {
+	case 127:
+		hint = "\n(status 127: a program was not found; is QEMU installed? On Debian: apt-get install qemu-system-x86)"
+	case 126:
+		hint = "\n(status 126: a program could not be executed; check permissions)"
+	}
+	status := exitStatus(i.waitErr)
+	if code := exitCode(i.waitErr); code >= 0 {
+		status = fmt.Sprintf("exited with status %d", code)
+	}
+	return fmt.Errorf("%w: machine %q: start script %s %s before QEMU's control socket came up%s%s%s",
+		backend.ErrExited, i.name, i.script, status, hint,
+		formatTail("QEMU stderr", i.stderr.Lines(tailLines)),
+		formatTail("last console lines", i.console.Lines(tailLines)))
+}
+
+// waitDone waits up to d for the watcher to finish.
+func (i *Instance) waitDone(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-i.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// copyStdout passes the serial console on to the spec's writer and keeps
+// its tail. It never stops reading, so QEMU never blocks on the pipe.
+func (i *Instance) copyStdout(r *os.File, console io.Writer) {
+	defer i.readers.Done()
+	defer r.Close()
+	w := &forgivingWriter{w: console, logf: i.logf}
+	io.Copy(io.MultiWriter(i.console, w), r) //nolint:errcheck // ends at EOF or when cut off
+}
+
+// copyStderr keeps QEMU's stderr for Diagnostics and logs it line by line.
+func (i *Instance) copyStderr(r *os.File) {
+	defer i.readers.Done()
+	defer r.Close()
+	lw := &lineWriter{max: 4096, fn: func(line string) { i.logf("qemu stderr: %s", line) }}
+	io.Copy(io.MultiWriter(i.stderr, lw), r) //nolint:errcheck // ends at EOF or when cut off
+	lw.Flush()
+}
+
+// forgivingWriter stops writing to a failing console writer instead of
+// stopping the copy (which would leave QEMU blocked on a full pipe).
+type forgivingWriter struct {
+	w      io.Writer
+	logf   func(format string, args ...any)
+	failed bool
+}
+
+func (f *forgivingWriter) Write(p []byte) (int, error) {
+	if !f.failed {
+		if _, err := f.w.Write(p); err != nil {
+			f.failed = true
+			f.logf("qemu: console writer failed, console output is no longer passed on: %v", err)
+		}
+	}
+	return len(p), nil
+}
+
+// acceptShell takes QEMU's connection to the shell socket and starts the
+// backdoor reader on it at once.
+func (i *Instance) acceptShell() {
+	defer i.aux.Done()
+	defer close(i.accepted)
+	conn, err := i.ln.Accept()
+	// QEMU connects once; the socket file is no longer needed.
+	i.ln.Close()
+	if err != nil {
+		i.acceptErr = err
+		return
+	}
+	i.shellConn = conn
+	i.shell = backdoor.New(&exitConn{Conn: conn, inst: i},
+		backdoor.WithLogf(i.logf),
+		backdoor.WithPreBanner(func(line string) { i.logf("guest shell (before banner): %s", line) }),
+	)
+}
+
+// watch waits for the process to exit and then releases everything tied
+// to it, closing done last.
+func (i *Instance) watch(stdoutR, stderrR *os.File) {
+	err := i.cmd.Wait()
+	i.waitErr = err
+	close(i.exited)
+	// Anything the script left behind in its process group goes too.
+	_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+
+	readersDone := make(chan struct{})
+	go func() { i.readers.Wait(); close(readersDone) }()
+	t := time.NewTimer(pipeGrace)
+	select {
+	case <-readersDone:
+		t.Stop()
+	case <-t.C:
+		// Something outside the group holds the pipes; stop reading.
+		closeAll(stdoutR, stderrR)
+		<-readersDone
+	}
+
+	i.ln.Close() // ends a pending Accept
+	i.aux.Wait()
+	if i.shell != nil {
+		// Closing the connection underneath the shell (rather than
+		// Shell.Close, which reads as "closed by the host") lets the
+		// shell's pending calls fail with exitConn's error naming QEMU.
+		i.shellConn.Close()
+		t := time.NewTimer(eofGrace)
+		select {
+		case <-i.shell.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		i.shell.Close()
+	}
+	i.mu.Lock()
+	i.gone = true
+	client := i.qmp
+	i.mu.Unlock()
+	if client != nil {
+		client.Close()
+	}
+	i.stdin.Close()
+	// QEMU removes its QMP socket only when it exits cleanly.
+	_ = removeSocket(filepath.Join(i.stateDir, qmpSocket))
+	_ = removeSocket(filepath.Join(i.stateDir, shellSocket))
+	if err != nil {
+		i.logf("qemu: pid %d %s", i.pid, exitStatus(err))
+	}
+	close(i.done)
+}
+
+// exitConn is the shell connection as the backdoor sees it: once QEMU has
+// exited, a failed read or write says so, naming the process, instead of
+// a bare EOF.
+type exitConn struct {
+	net.Conn
+	inst *Instance
+}
+
+func (c *exitConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		err = c.explain(err)
+	}
+	return n, err
+}
+
+func (c *exitConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		err = c.explain(err)
+	}
+	return n, err
+}
+
+// explain replaces err by the process's exit when QEMU has exited (or
+// exits within eofGrace of the connection ending).
+func (c *exitConn) explain(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		// Closed by us; if the process is gone, say so.
+		select {
+		case <-c.inst.exited:
+			return c.inst.exitSummary()
+		default:
+			return err
+		}
+	}
+	t := time.NewTimer(eofGrace)
+	defer t.Stop()
+	select {
+	case <-c.inst.exited:
+		return c.inst.exitSummary()
+	case <-t.C:
+		return err
+	}
+}
+
+// exitSummary names the exited process without waiting for anything (the
+// watcher may be waiting for the caller).
+func (i *Instance) exitSummary() error {
+	return fmt.Errorf("%w: machine %q: QEMU (pid %d) %s", backend.ErrExited, i.name, i.pid, exitStatus(i.waitErr))
+}
+
+// exitError describes QEMU's exit for a caller that was waiting for
+// something (what; may be empty).
+func (i *Instance) exitError(what string, cause error) error {
+	i.waitDone(pipeGrace + time.Second)
+	msg := fmt.Sprintf("machine %q: QEMU (pid %d) %s", i.name, i.pid, exitStatus(i.waitErr))
+	if what != "" {
+		msg += " while " + what
+	}
+	msg += formatTail("last console lines", i.console.Lines(tailLines)) +
+		formatTail("QEMU stderr", i.stderr.Lines(tailLines))
+	if cause != nil && !errors.Is(cause, io.EOF) && !errors.Is(cause, net.ErrClosed) {
+		return fmt.Errorf("%w: %s: %w", backend.ErrExited, msg, cause)
+	}
+	return fmt.Errorf("%w: %s", backend.ErrExited, msg)
+}
+
+// Shell waits until the guest's backdoor shell is ready and returns it.
+// It fails early if QEMU exits first, and at ctx's deadline with the last
+// console lines if the guest never prints the banner.
+func (i *Instance) Shell(ctx context.Context) (*backdoor.Shell, error) {
+	const awaitConnect = "waiting for QEMU to connect to the guest shell socket"
+	select {
+	case <-i.accepted:
+	case <-i.exited:
+		return nil, i.exitError(awaitConnect, nil)
+	case <-ctx.Done():
+		return nil, i.deadlineError(awaitConnect, ctx.Err())
+	}
+	if i.shell == nil {
+		select {
+		case <-i.exited:
+			return nil, i.exitError(awaitConnect, nil)
+		default:
+			return nil, fmt.Errorf("machine %q: accepting the guest shell connection: %w", i.name, i.acceptErr)
+		}
+	}
+	if i.ready.Load() {
+		return i.liveShell()
+	}
+	select {
+	case i.shellSem <- struct{}{}:
+		defer func() { <-i.shellSem }()
+	case <-i.exited:
+		return nil, i.exitError(awaitBanner, nil)
+	case <-ctx.Done():
+		return nil, i.deadlineError(awaitBanner, ctx.Err())
+	}
+	if i.ready.Load() {
+		return i.liveShell()
+	}
+	if err := i.shell.WaitReady(ctx); err != nil {
+		select {
+		case <-i.exited:
+			return nil, i.exitError(awaitBanner, nil)
+		default:
+		}
+		if ctx.Err() != nil {
+			return nil, i.deadlineError(awaitBanner, err)
+		}
+		return nil, fmt.Errorf("machine %q: %s: %w", i.name, awaitBanner, err)
+	}
+	i.ready.Store(true)
+	return i.shell, nil
+}
+
+// awaitBanner names what Shell waits for after QEMU connected.
+const awaitBanner = "waiting for the guest's backdoor shell (banner \"" + backdoor.Banner + "\" on the virtio console)"
+
+// liveShell returns the ready shell unless its connection ended.
+func (i *Instance) liveShell() (*backdoor.Shell, error) {
+	select {
+	case <-i.shell.Done():
+		select {
+		case <-i.exited:
+			return nil, i.exitError("", nil)
+		default:
+			return nil, fmt.Errorf("machine %q: the guest shell connection ended: %w", i.name, i.shell.Err())
+		}
+	default:
+		return i.shell, nil
+	}
+}
+
+// deadlineError reports a wait that ran out of time, with the console
+// tail so the reader sees how far the guest got.
+func (i *Instance) deadlineError(what string, err error) error {
+	return fmt.Errorf("machine %q: %s: %w%s%s", i.name, what, err,
+		formatTail("last console lines", i.console.Lines(tailLines)),
+		formatTail("QEMU stderr", i.stderr.Lines(tailLines)))
+}
+
+// PID returns QEMU's process id (the start script execs QEMU).
+func (i *Instance) PID() int { return i.pid }
+
+// Done is closed once QEMU has exited and everything tied to it has been
+// released.
+func (i *Instance) Done() <-chan struct{} { return i.done }
+
+// ExitErr describes how QEMU ended: nil while it runs and after status 0;
+// otherwise an error wrapping backend.ErrExited.
+func (i *Instance) ExitErr() error {
+	select {
+	case <-i.exited:
+	default:
+		return nil
+	}
+	if i.waitErr == nil {
+		return nil
+	}
+	return i.exitSummary()
+}
+
+// Diagnostics returns the tail of QEMU's stderr.
+func (i *Instance) Diagnostics() string { return i.stderr.String() }
+
+// ConsoleTail returns up to n of the last serial console lines.
+func (i *Instance) ConsoleTail(n int) []string { return i.console.Lines(n) }
+
+// client returns the QMP client, or an error if QEMU is gone.
+func (i *Instance) client() (*qmp.Client, error) {
+	i.mu.Lock()
+	c, gone := i.qmp, i.gone
+	i.mu.Unlock()
+	if gone || c == nil {
+		return nil, i.exitError("", nil)
+	}
+	return c, nil
+}
+
+// execute runs one QMP command, turning a connection lost to QEMU's exit
+// into an error that says so.
+func (i *Instance) execute(ctx context.Context, command string, args, result any) error {
+	c, err := i.client()
+	if err != nil {
+		return err
+	}
+	err = c.Execute(ctx, command, args, result)
+	if err != nil && errors.Is(err, qmp.ErrClosed) {
+		select {
+		case <-i.exited:
+			return i.exitError("running QMP "+command, nil)
+		default:
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("machine %q: %w", i.name, err)
+	}
+	return nil
+}
+
+// PowerDown presses the ACPI power button (QMP system_powerdown). Guests
+// without an ACPI handler ignore it.
+func (i *Instance) PowerDown(ctx context.Context) error {
+	return i.execute(ctx, "system_powerdown", nil, nil)
+}
+
+// Kill ends QEMU at once: QMP quit, and SIGKILL for the process group if
+// it is still there 2 s later. It returns once everything is released.
+func (i *Instance) Kill(ctx context.Context) error {
+	select {
+	case <-i.exited:
+	default:
+		if c, err := i.client(); err == nil {
+			qctx, cancel := context.WithTimeout(ctx, killGrace)
+			// The reply may never come: QEMU can exit first.
+			_ = c.Execute(qctx, "quit", nil, nil)
+			cancel()
+		}
+		t := time.NewTimer(killGrace)
+		select {
+		case <-i.exited:
+		case <-t.C:
+			i.logf("qemu: pid %d ignored QMP quit for %s; sending SIGKILL", i.pid, killGrace)
+			_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+		case <-ctx.Done():
+			_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+		}
+		t.Stop()
+	}
+	select {
+	case <-i.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("machine %q: waiting for QEMU (pid %d) to exit after kill: %w", i.name, i.pid, ctx.Err())
+	}
+}
+
+// Close terminates QEMU's process group (SIGTERM, then SIGKILL after 5 s)
+// and releases sockets, connections and goroutines. It is idempotent and
+// bounded.
+func (i *Instance) Close() error {
+	i.closeOnce.Do(func() {
+		select {
+		case <-i.exited:
+		default:
+			_ = syscall.Kill(-i.pid, syscall.SIGTERM)
+			t := time.NewTimer(termGrace)
+			select {
+			case <-i.exited:
+			case <-t.C:
+				i.logf("qemu: pid %d still running %s after SIGTERM; sending SIGKILL", i.pid, termGrace)
+				_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+			}
+			t.Stop()
+		}
+		if !i.waitDone(reapGrace) {
+			i.closeErr = fmt.Errorf("machine %q: QEMU (pid %d) was not reaped %s after SIGKILL", i.name, i.pid, reapGrace)
+		}
+	})
+	return i.closeErr
+}
+
+// WriteConsole types data into the serial console (QEMU's stdin).
+func (i *Instance) WriteConsole(ctx context.Context, data []byte) error {
+	select {
+	case i.consoleSem <- struct{}{}:
+		defer func() { <-i.consoleSem }()
+	case <-ctx.Done():
+		return fmt.Errorf("machine %q: waiting to write to the serial console: %w", i.name, ctx.Err())
+	}
+	select {
+	case <-i.exited:
+		return i.exitError("writing to the serial console", nil)
+	default:
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = i.stdin.SetWriteDeadline(dl)
+		defer i.stdin.SetWriteDeadline(time.Time{}) //nolint:errcheck // best effort
+	}
+	if _, err := i.stdin.Write(data); err != nil {
+		select {
+		case <-i.exited:
+			return i.exitError("writing to the serial console", err)
+		default:
+		}
+		return fmt.Errorf("machine %q: writing to the serial console: %w", i.name, err)
+	}
+	return nil
+}
+
+// MonitorCommand runs one human monitor (HMP) command through QMP
+// human-monitor-command and returns its output.
+func (i *Instance) MonitorCommand(ctx context.Context, command string) (string, error) {
+	var out string
+	if err := i.execute(ctx, "human-monitor-command", map[string]any{"command-line": command}, &out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// ControlCommand runs one QMP command and returns its "return" member
+// decoded from JSON.
+func (i *Instance) ControlCommand(ctx context.Context, command string, args map[string]any) (any, error) {
+	var result any
+	var a any
+	if args != nil {
+		a = args
+	}
+	if err := i.execute(ctx, command, a, &result); err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// WaitEvent returns the first not yet consumed QMP event (including those
+// that arrived before the call) for which match returns true; the events
+// it skips are consumed.
+func (i *Instance) WaitEvent(ctx context.Context, match func(backend.Event) bool) (backend.Event, error) {
+	i.mu.Lock()
+	sub := i.events
+	i.mu.Unlock()
+	if sub == nil {
+		return backend.Event{}, i.exitError("", nil)
+	}
+	ev, err := sub.Wait(ctx, func(e qmp.Event) bool {
+		return match == nil || match(backend.Event(e))
+	})
+	if err != nil {
+		if errors.Is(err, qmp.ErrClosed) {
+			select {
+			case <-i.exited:
+				return backend.Event{}, i.exitError("waiting for a QMP event", nil)
+			default:
+			}
+		}
+		return backend.Event{}, fmt.Errorf("machine %q: waiting for a QMP event: %w", i.name, err)
+	}
+	return backend.Event(ev), nil
+}
+
+// Screenshot writes the screen as a PNG file at path (QMP screendump into
+// the state directory, then moved into place).
+func (i *Instance) Screenshot(ctx context.Context, path string) error {
+	tmp := filepath.Join(i.stateDir, fmt.Sprintf("screendump-%d.png", i.shotSeq.Add(1)))
+	defer os.Remove(tmp)
+	if err := i.execute(ctx, "screendump", map[string]any{"filename": tmp, "format": "png"}, nil); err != nil {
+		return err
+	}
+	if err := moveFile(tmp, path); err != nil {
+		return fmt.Errorf("machine %q: screenshot: %w", i.name, err)
+	}
+	return nil
+}
+
+// SendKey presses and releases one key or chord in QEMU's key names
+// (HMP sendkey, so NixOS key names work).
+func (i *Instance) SendKey(ctx context.Context, key string) error {
+	if key == "" || strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("machine %q: invalid key %q: use QEMU key names such as \"ret\" or \"ctrl-alt-delete\"", i.name, key)
+	}
+	out, err := i.MonitorCommand(ctx, "sendkey "+key)
+	if err != nil {
+		return err
+	}
+	if out = strings.TrimSpace(out); out != "" {
+		return fmt.Errorf("machine %q: sendkey %s: %s", i.name, key, out)
+	}
+	return nil
+}
+
+// moveFile renames src to dst, copying when they are on different file
+// systems.
+func moveFile(src, dst string) error {
+	err := os.Rename(src, dst)
+	if err == nil || !errors.Is(err, syscall.EXDEV) {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(dst)
+		return err
+	}
+	return out.Close()
+}
+
+// removeSocket removes a leftover unix socket file; anything else at the
+// path is an error rather than something to delete.
+func removeSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("%s exists and is not a socket", path)
+	}
+	return os.Remove(path)
+}
+
+// closeAll closes files, ignoring errors (teardown paths).
+func closeAll(fs ...*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}

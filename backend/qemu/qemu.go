@@ -1,0 +1,288 @@
+// Package qemu runs machines under QEMU from nixpkgs-style start scripts.
+//
+// Start follows the NixOS driver's contract: it listens on the guest
+// shell socket in the machine's state directory, runs the start script
+// there with TMPDIR, USE_TMPDIR and SHARED_DIR in its environment and the
+// driver's own flags appended (QMP socket, the shell on a virtio console,
+// the serial port on stdio, -no-reboot, -nographic), connects QMP, and
+// returns while the guest boots. Instance.Shell waits for the guest's
+// backdoor banner.
+//
+// The accelerator is chosen once per Backend: KVM only where a stock
+// kernel really boots under it, TCG otherwise (see WithAccel).
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vmdriver/vmdriver/backend"
+)
+
+// QEMUBinary is the program the start scripts run; Start checks it is
+// installed before spawning anything.
+const QEMUBinary = "qemu-system-x86_64"
+
+// ErrNoQEMU is wrapped by errors reporting that QEMU is not installed.
+var ErrNoQEMU = errors.New(QEMUBinary + " is not installed (install the Debian package qemu-system-x86)")
+
+// Environment variables that override options, so a user can change a
+// run without changing code.
+const (
+	// EnvAccel overrides WithAccel: auto, kvm or tcg.
+	EnvAccel = "VMDRIVER_ACCEL"
+	// EnvTimeoutScale overrides WithTimeoutScale: a positive factor.
+	EnvTimeoutScale = "VMDRIVER_TIMEOUT_SCALE"
+)
+
+// Default boot timeouts, before scaling.
+const (
+	bootTimeoutTCG = 5 * time.Minute
+	bootTimeoutKVM = 2 * time.Minute
+)
+
+// maxSocketPath is the longest unix socket path the kernel accepts
+// (sun_path is 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithAccel chooses the accelerator: AccelAuto (the default: KVM only if
+// a stock kernel boots under it here), AccelKVM or AccelTCG. The
+// environment variable VMDRIVER_ACCEL overrides it.
+func WithAccel(accel string) Option {
+	return func(b *Backend) { b.accel = accel }
+}
+
+// WithTimeoutScale multiplies the default timeouts (for slow or loaded
+// hosts). The environment variable VMDRIVER_TIMEOUT_SCALE overrides it.
+func WithTimeoutScale(f float64) Option {
+	return func(b *Backend) { b.scale = f }
+}
+
+// WithExtraArgs appends arguments to every QEMU command line, after the
+// driver's own.
+func WithExtraArgs(args ...string) Option {
+	return func(b *Backend) { b.extra = append(b.extra, args...) }
+}
+
+// WithLogf receives backend-wide messages (the accelerator choice). When
+// unset they go to the first started machine's Spec.Logf.
+func WithLogf(logf func(format string, args ...any)) Option {
+	return func(b *Backend) { b.logf = logf }
+}
+
+// Backend starts QEMU machines. It is safe for concurrent use.
+type Backend struct {
+	accel string
+	scale float64
+	extra []string
+	logf  func(format string, args ...any)
+	probe hostProbe
+
+	// configErr reports a bad option or environment value at Start.
+	configErr error
+
+	decideOnce sync.Once
+	choice     accelChoice
+	choiceErr  error
+	logOnce    sync.Once
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New returns a QEMU backend.
+func New(opts ...Option) *Backend {
+	return newBackend(os.Getenv, realProbe, opts...)
+}
+
+func newBackend(getenv func(string) string, probe hostProbe, opts ...Option) *Backend {
+	b := &Backend{accel: AccelAuto, scale: 1, probe: probe}
+	for _, o := range opts {
+		o(b)
+	}
+	if v := getenv(EnvAccel); v != "" {
+		b.accel = v
+	}
+	if v := getenv(EnvTimeoutScale); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			b.configErr = fmt.Errorf("%s=%q is not a positive number", EnvTimeoutScale, v)
+		} else {
+			b.scale = f
+		}
+	}
+	if b.scale <= 0 && b.configErr == nil {
+		b.configErr = fmt.Errorf("timeout scale %v is not positive", b.scale)
+		b.scale = 1
+	}
+	return b
+}
+
+// Name returns "qemu".
+func (b *Backend) Name() string { return "qemu" }
+
+// BootTimeout is 5 minutes under TCG and 2 under KVM, times the timeout
+// scale.
+func (b *Backend) BootTimeout() time.Duration {
+	c, _ := b.decide()
+	base := bootTimeoutTCG
+	if c.KVM {
+		base = bootTimeoutKVM
+	}
+	return b.Scale(base)
+}
+
+// Scale multiplies d by the backend's timeout scale.
+func (b *Backend) Scale(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * b.scale)
+}
+
+// decide detects the accelerator once.
+func (b *Backend) decide() (accelChoice, error) {
+	b.decideOnce.Do(func() {
+		b.choice, b.choiceErr = detectAccel(b.accel, b.probe)
+	})
+	return b.choice, b.choiceErr
+}
+
+// Start validates spec, spawns its start script and connects QMP. It
+// returns while the guest boots; Instance.Shell waits for the guest. The
+// instance is an *Instance, which also offers the optional capabilities.
+// ctx bounds only the start itself. On error nothing it started is left
+// running.
+func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instance, error) {
+	inst, err := b.start(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
+// start is Start with the concrete type, for tests and callers that want
+// it.
+func (b *Backend) start(ctx context.Context, spec backend.Spec) (*Instance, error) {
+	if b.configErr != nil {
+		return nil, b.configErr
+	}
+	choice, err := b.decide()
+	if err != nil {
+		return nil, err
+	}
+	logf := spec.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	b.logOnce.Do(func() {
+		if b.logf != nil {
+			b.logf("%s", choice)
+		} else {
+			logf("%s", choice)
+		}
+	})
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	stateDir, err := filepath.Abs(spec.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("machine %q: state directory: %w", spec.Name, err)
+	}
+	env, err := buildEnv(os.Environ(), stateDir, spec.SharedDir, spec.Env)
+	if err != nil {
+		return nil, fmt.Errorf("machine %q: %w", spec.Name, err)
+	}
+	args := driverArgs(argvOptions{
+		StateDir:    stateDir,
+		AllowReboot: spec.AllowReboot,
+		Display:     hasDisplay(os.Getenv),
+		Accel:       choice.Args,
+		Extra:       b.extra,
+	})
+	return launch(ctx, launchConfig{
+		name:       spec.Name,
+		script:     spec.StartScript,
+		stateDir:   stateDir,
+		args:       args,
+		env:        env,
+		console:    spec.Console,
+		logf:       logf,
+		qmpTimeout: b.Scale(30 * time.Second),
+	})
+}
+
+// validate checks what can be checked before anything is spawned, so the
+// common mistakes get clear messages rather than a dead QEMU.
+func validate(spec backend.Spec) error {
+	if spec.StartScript == "" {
+		return fmt.Errorf("machine %q has no start script", spec.Name)
+	}
+	fi, err := os.Stat(spec.StartScript)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("start script %s does not exist: %w", spec.StartScript, err)
+	case err != nil:
+		return fmt.Errorf("start script %s: %w", spec.StartScript, err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("start script %s is not a regular file", spec.StartScript)
+	case fi.Mode().Perm()&0o111 == 0:
+		return fmt.Errorf("start script %s is not executable (chmod +x %s)", spec.StartScript, spec.StartScript)
+	}
+	if _, err := exec.LookPath(QEMUBinary); err != nil {
+		return fmt.Errorf("machine %q: %w: %s is not on PATH", spec.Name, ErrNoQEMU, QEMUBinary)
+	}
+	if spec.StateDir == "" {
+		return fmt.Errorf("machine %q has no state directory", spec.Name)
+	}
+	fi, err = os.Stat(spec.StateDir)
+	if err != nil {
+		return fmt.Errorf("machine %q: state directory: %w", spec.Name, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("machine %q: state directory %s is not a directory", spec.Name, spec.StateDir)
+	}
+	abs, err := filepath.Abs(spec.StateDir)
+	if err != nil {
+		return fmt.Errorf("machine %q: state directory: %w", spec.Name, err)
+	}
+	if p := filepath.Join(abs, shellSocket); len(p) > maxSocketPath {
+		return fmt.Errorf("machine %q: socket path %s is longer than %d bytes: use a shorter state directory (os.MkdirTemp(\"\", \"vmd\"))",
+			spec.Name, p, maxSocketPath)
+	}
+	return nil
+}
+
+// exitStatus describes how a process ended, for messages.
+func exitStatus(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Sprintf("was killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
+		}
+		return fmt.Sprintf("exited with status %d", ee.ExitCode())
+	}
+	if err == nil {
+		return "exited with status 0"
+	}
+	return "ended: " + err.Error()
+}
+
+// exitCode returns the exit status, or -1 when there is none.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err == nil {
+		return 0
+	}
+	return -1
+}

@@ -1,0 +1,3 @@
+module github.com/vmdriver/vmdriver
+
+go 1.26

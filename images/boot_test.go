@@ -1,0 +1,439 @@
+package images
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmdriver/vmdriver/internal/testenv"
+)
+
+const banner = "Spawning backdoor root shell..."
+
+// testCacheDir is fixed so reruns reuse downloads and images.
+func testCacheDir(t *testing.T) string {
+	ucd, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatalf("user cache dir: %v", err)
+	}
+	return filepath.Join(ucd, "vmdriver-test")
+}
+
+// needBuildHost skips (or fails under make test) unless this host can
+// build and boot the guests: root (debootstrap), QEMU and the Debian
+// tools. The Debian mirror must be reachable unless the cache is warm.
+func needBuildHost(t *testing.T) {
+	t.Helper()
+	testenv.NeedQEMU(t)
+	for _, tool := range []string{"qemu-img", "apt-get", "apt-cache", "dpkg-deb", "depmod", "xz", "debootstrap", "mkfs.ext4"} {
+		testenv.NeedCommand(t, tool)
+	}
+	if !isRoot() {
+		if testenv.Required() {
+			t.Fatal("building the systemd guest needs root")
+		}
+		t.Skip("building the systemd guest needs root")
+	}
+}
+
+// TestBuildAndBoot builds both guest kinds (twice: the second build must
+// be a cache hit), then boots each start script the way the driver does
+// and checks the backdoor, hostname, shared directory, network and
+// power-off.
+func TestBuildAndBoot(t *testing.T) {
+	needBuildHost(t)
+	cache := testCacheDir(t)
+	tests := []struct {
+		kind      Kind
+		name      string
+		boot      time.Duration // TCG boot deadline
+		shutdowns []string      // one boot per shutdown command
+	}{
+		{Minimal, "alpha", 60 * time.Second, []string{"poweroff", "poweroff -f", "reboot"}},
+		{Systemd, "beta", 120 * time.Second, []string{"poweroff"}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.kind), func(t *testing.T) {
+			ctx, cancel := testContext(t, 25*time.Minute)
+			defer cancel()
+			out := t.TempDir()
+			start := time.Now()
+			paths, err := Build(ctx, Options{Kind: tt.kind, OutDir: out, Names: []string{tt.name, "other"}, CacheDir: cache, Logf: t.Logf})
+			if err != nil {
+				t.Fatalf("first build: %v", err)
+			}
+			t.Logf("first build: %.2fs", time.Since(start).Seconds())
+			want := []string{filepath.Join(out, "run-"+tt.name+"-vm"), filepath.Join(out, "run-other-vm")}
+			if strings.Join(paths, " ") != strings.Join(want, " ") {
+				t.Fatalf("Build returned %q, want %q", paths, want)
+			}
+			for _, p := range paths {
+				if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o755 {
+					t.Fatalf("start script %s: %v, mode %v", p, err, fi.Mode())
+				}
+			}
+
+			var logs logBuffer
+			start = time.Now()
+			if _, err := Build(ctx, Options{Kind: tt.kind, OutDir: out, Names: []string{tt.name}, CacheDir: cache, Logf: logs.Logf}); err != nil {
+				t.Fatalf("second build: %v", err)
+			}
+			t.Logf("second build: %.3fs", time.Since(start).Seconds())
+			if !strings.Contains(logs.String(), "cache hit") {
+				t.Fatalf("second build was not a cache hit:\n%s", logs.String())
+			}
+
+			for i, sd := range tt.shutdowns {
+				t.Run(strings.ReplaceAll(sd, " ", "_"), func(t *testing.T) {
+					vm := startVM(t, paths[0], tt.name, tt.boot)
+					if i == 0 {
+						checkGuest(t, vm, tt.kind, tt.name)
+					}
+					vm.shutdown(t, sd, 60*time.Second)
+				})
+			}
+		})
+	}
+}
+
+// testContext bounds a test by its own limit and by go test's deadline.
+func testContext(t *testing.T, limit time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := t.Deadline(); ok && time.Until(dl)-30*time.Second < limit {
+		limit = time.Until(dl) - 30*time.Second
+	}
+	return context.WithTimeout(context.Background(), limit)
+}
+
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logBuffer) Logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(&l.buf, format+"\n", args...)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// lockedBuffer collects QEMU's serial output.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return tail(b.buf.String(), n)
+}
+
+// testVM is one booted guest, driven like the NixOS driver drives it.
+type testVM struct {
+	cmd     *exec.Cmd
+	conn    net.Conn
+	r       *bufio.Reader
+	serial  *lockedBuffer
+	shared  string
+	done    chan struct{} // closed when QEMU has exited
+	waitErr error
+}
+
+// startVM runs a start script with the driver's flags and environment,
+// listening on the shell socket before QEMU starts, and waits for the
+// backdoor banner.
+func startVM(t *testing.T, script, name string, bootTimeout time.Duration) *testVM {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vmd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	state, shared := filepath.Join(dir, "state"), filepath.Join(dir, "shared")
+	for _, d := range []string{state, shared} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(shared, "from-host.txt"), []byte("hello from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(dir, "shell"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	vm := &testVM{serial: &lockedBuffer{}, shared: shared, done: make(chan struct{})}
+	vm.cmd = exec.Command(script,
+		"-qmp", "unix:"+filepath.Join(dir, "qmp")+",server=on,wait=off",
+		"-chardev", "socket,id=shell,path="+filepath.Join(dir, "shell"),
+		"-device", "virtio-serial", "-device", "virtconsole,chardev=shell",
+		"-serial", "stdio", "-no-reboot", "-nographic")
+	vm.cmd.Dir = state
+	vm.cmd.Env = append(os.Environ(), "TMPDIR="+state, "USE_TMPDIR=1", "SHARED_DIR="+shared,
+		"NIX_DISK_IMAGE="+filepath.Join(state, name+".qcow2"))
+	vm.cmd.Stdout = vm.serial
+	vm.cmd.Stderr = vm.serial
+	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := vm.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", script, err)
+	}
+	go func() {
+		vm.waitErr = vm.cmd.Wait()
+		close(vm.done)
+	}()
+	t.Cleanup(func() {
+		syscall.Kill(-vm.cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-vm.done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("QEMU (pid %d) did not die after SIGKILL", vm.cmd.Process.Pid)
+		}
+		if vm.conn != nil {
+			vm.conn.Close()
+		}
+	})
+
+	// Accept the shell connection, or learn that QEMU died first.
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	acc := make(chan accepted, 1)
+	ln.(*net.UnixListener).SetDeadline(time.Now().Add(30 * time.Second))
+	go func() {
+		c, err := ln.Accept()
+		acc <- accepted{c, err}
+	}()
+	select {
+	case a := <-acc:
+		if a.err != nil {
+			t.Fatalf("QEMU did not connect to the shell socket: %v\n%s", a.err, vm.serial.tail(30))
+		}
+		vm.conn = a.c
+	case <-vm.done:
+		ln.Close()
+		<-acc
+		t.Fatalf("QEMU exited before connecting: %v\n%s", vm.waitErr, vm.serial.tail(30))
+	}
+	vm.r = bufio.NewReader(vm.conn)
+
+	// Wait for the banner, however it is split across reads.
+	vm.conn.SetReadDeadline(time.Now().Add(bootTimeout))
+	var seen []byte
+	for !bytes.Contains(seen, []byte(banner)) {
+		b, err := vm.r.ReadByte()
+		if err != nil {
+			t.Fatalf("no backdoor banner within %v: %v (got %q)\nserial:\n%s", bootTimeout, err, seen, vm.serial.tail(40))
+		}
+		seen = append(seen, b)
+	}
+	t.Logf("boot to banner: %.2fs", time.Since(start).Seconds())
+	// The guest prints "\n" after the banner.
+	if b, err := vm.r.ReadByte(); err != nil || b != '\n' {
+		t.Fatalf("after the banner: %q, %v", b, err)
+	}
+	return vm
+}
+
+// run executes cmd in the guest with the NixOS driver's framing and
+// returns its stdout and exit status.
+func (vm *testVM) run(t *testing.T, cmd string, timeout time.Duration) (string, int) {
+	t.Helper()
+	vm.conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(vm.conn, "bash -c %s | (base64 -w 0; echo)\n", shellQuote(cmd)); err != nil {
+		t.Fatalf("send %q: %v", cmd, err)
+	}
+	line, err := vm.r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read output of %q: %v\nserial:\n%s", cmd, err, vm.serial.tail(30))
+	}
+	out, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(line, "\n"))
+	if err != nil {
+		t.Fatalf("output of %q is not base64 (%q): %v", cmd, line, err)
+	}
+	if _, err := fmt.Fprintf(vm.conn, "echo ${PIPESTATUS[0]}\n"); err != nil {
+		t.Fatalf("send status query: %v", err)
+	}
+	line, err = vm.r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read status of %q: %v", cmd, err)
+	}
+	status, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("status of %q: %q", cmd, line)
+	}
+	return string(out), status
+}
+
+// succeed runs cmd and fails the test unless it exits 0.
+func (vm *testVM) succeed(t *testing.T, cmd string) string {
+	t.Helper()
+	out, st := vm.run(t, cmd, 60*time.Second)
+	if st != 0 {
+		t.Fatalf("%q exited %d: %q\nserial:\n%s", cmd, st, out, vm.serial.tail(30))
+	}
+	return out
+}
+
+// shutdown types cmd into the backdoor (no reply expected) and waits for
+// QEMU to exit.
+func (vm *testVM) shutdown(t *testing.T, cmd string, timeout time.Duration) {
+	t.Helper()
+	start := time.Now()
+	vm.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(vm.conn, "%s\n", cmd); err != nil {
+		t.Fatalf("send %q: %v", cmd, err)
+	}
+	select {
+	case <-vm.done:
+		t.Logf("%q: QEMU exited after %.2fs (%v)", cmd, time.Since(start).Seconds(), vm.waitErr)
+		var ee *exec.ExitError
+		if vm.waitErr != nil && !errors.As(vm.waitErr, &ee) {
+			t.Errorf("waiting for QEMU: %v", vm.waitErr)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("QEMU still running %v after %q\nserial:\n%s", timeout, cmd, vm.serial.tail(30))
+	}
+}
+
+// checkGuest runs the driver-visible checks on a booted guest.
+func checkGuest(t *testing.T, vm *testVM, kind Kind, name string) {
+	t.Helper()
+	if got := vm.succeed(t, "echo hello | base64"); got != "aGVsbG8K\n" {
+		t.Errorf("echo hello | base64 = %q", got)
+	}
+	if out, st := vm.run(t, "echo to-stderr >&2; exit 3", 30*time.Second); st != 3 || out != "" {
+		t.Errorf("exit 3: status %d, output %q", st, out)
+	}
+	if got := vm.succeed(t, "printf 'a\\nb\\000c'"); got != "a\nb\x00c" {
+		t.Errorf("binary output = %q", got)
+	}
+	if got := vm.succeed(t, "hostname"); got != name+"\n" {
+		t.Errorf("hostname = %q, want %q", got, name)
+	}
+	if got := vm.succeed(t, "cat /tmp/shared/from-host.txt"); got != "hello from the host\n" {
+		t.Errorf("/tmp/shared/from-host.txt = %q", got)
+	}
+	vm.succeed(t, "echo written by the guest > /tmp/shared/from-guest.txt")
+	if got, err := os.ReadFile(filepath.Join(vm.shared, "from-guest.txt")); err != nil || string(got) != "written by the guest\n" {
+		t.Errorf("SHARED_DIR/from-guest.txt = %q, %v", got, err)
+	}
+	// 1 MiB through the console in one command.
+	big := vm.succeed(t, "yes 0123456789abcdef | head -c 1048576")
+	if len(big) != 1<<20 || strings.Count(big, "0123456789abcdef\n") != 1<<20/17 {
+		t.Errorf("1 MiB output came back as %d bytes", len(big))
+	}
+	vm.succeed(t, "test -c /dev/vcs1 && fold -w80 /dev/vcs1 >/dev/null")
+	// DHCP runs in the background; give it a bounded while.
+	vm.succeed(t, "for i in $(seq 300); do ip -4 addr show eth0 | grep -q 'inet 10\\.0\\.2\\.15/' && exit 0; sleep 0.1; done; ip addr; exit 1")
+	vm.succeed(t, "ip route | grep -q '^default via 10.0.2.2'")
+	if kind == Systemd {
+		out, st := vm.run(t, "timeout 100 systemctl is-system-running --wait", 110*time.Second)
+		if st != 0 || out != "running\n" {
+			failed, _ := vm.run(t, "systemctl --failed --no-pager; systemctl list-jobs --no-pager", 30*time.Second)
+			t.Errorf("systemctl is-system-running = %q (status %d)\n%s", out, st, failed)
+		}
+		if got := vm.succeed(t, "findmnt -no SOURCE,FSTYPE /"); got != "/dev/vda ext4\n" {
+			t.Errorf("root file system: %q", got)
+		}
+		vm.succeed(t, "systemctl is-active backdoor.service systemd-networkd.service systemd-journald.service")
+	}
+}
+
+// TestConcurrentBuilds starts two cold builds of the minimal image into a
+// fresh cache at once: both must succeed with the same complete image and
+// leave no build directories behind. Package files are linked from the
+// shared test cache so only the build itself is repeated.
+func TestConcurrentBuilds(t *testing.T) {
+	testenv.NeedCommand(t, "apt-get")
+	testenv.NeedCommand(t, "dpkg-deb")
+	testenv.NeedCommand(t, "depmod")
+	testenv.NeedCommand(t, "xz")
+	ctx, cancel := testContext(t, 10*time.Minute)
+	defer cancel()
+	shared := testCacheDir(t)
+	// Make sure the shared cache holds the packages (usually a cache hit).
+	if _, err := Build(ctx, Options{Kind: Minimal, OutDir: t.TempDir(), Names: []string{"warm"}, CacheDir: shared}); err != nil {
+		t.Fatalf("warm-up build: %v", err)
+	}
+	cache := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(cache, "debs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	debs, _ := filepath.Glob(filepath.Join(shared, "debs", "*.deb"))
+	for _, d := range debs {
+		if err := os.Link(d, filepath.Join(cache, "debs", filepath.Base(d))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const n = 2
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	scripts := make([][]string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			scripts[i], errs[i] = Build(ctx, Options{Kind: Minimal, OutDir: t.TempDir(), Names: []string{fmt.Sprintf("m%d", i)}, CacheDir: cache})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("build %d: %v", i, err)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(cache, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 1 || !strings.HasPrefix(names[0], "minimal-") {
+		t.Fatalf("cache holds %q, want exactly one minimal image and no build directories", names)
+	}
+	for _, f := range []string{vmlinuxFile, initrdFile, manifestFile} {
+		if _, err := os.Stat(filepath.Join(cache, "images", names[0], f)); err != nil {
+			t.Errorf("image lacks %s: %v", f, err)
+		}
+	}
+	for i, s := range scripts {
+		data, err := os.ReadFile(s[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), filepath.Join(cache, "images", names[0], vmlinuxFile)) {
+			t.Errorf("script %d does not boot the published image", i)
+		}
+	}
+}

@@ -1,0 +1,62 @@
+// Package testenv lets tests find the host tools and guest images they
+// need, and decides whether a missing one skips the test or fails it.
+//
+// Under `make test` (and in CI) VMDRIVER_REQUIRE_VM=1 is set: everything
+// is installed and built by the Makefile, so a missing tool is a failure,
+// never a silent skip. A developer running `go test` by hand without the
+// tools gets skips instead.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Required reports whether missing tools or images must fail tests.
+func Required() bool {
+	return os.Getenv("VMDRIVER_REQUIRE_VM") == "1" || os.Getenv("CI") == "true"
+}
+
+// NeedCommand returns the path of a host program, or skips (or fails,
+// when Required) the test if it is not installed.
+func NeedCommand(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		missing(t, name+" is not installed (run `make deps`)")
+	}
+	return p
+}
+
+// NeedQEMU returns the path of qemu-system-x86_64.
+func NeedQEMU(t testing.TB) string {
+	t.Helper()
+	return NeedCommand(t, "qemu-system-x86_64")
+}
+
+// StartScript returns the start script of a prebuilt test guest of the
+// given kind ("minimal" or "systemd"), as built by `make images` into the
+// directory named by VMDRIVER_IMAGES (default: ../../build/images relative
+// to nothing; the Makefile always sets it). It skips or fails when absent.
+func StartScript(t testing.TB, kind string) string {
+	t.Helper()
+	dir := os.Getenv("VMDRIVER_IMAGES")
+	if dir == "" {
+		missing(t, "VMDRIVER_IMAGES is not set (run tests through `make test`, or `make images` and export VMDRIVER_IMAGES=$PWD/build/images)")
+		return ""
+	}
+	p := dir + "/" + kind + "/run-" + kind + "-vm"
+	if _, err := os.Stat(p); err != nil {
+		missing(t, "guest image "+p+" is missing (run `make images`)")
+	}
+	return p
+}
+
+func missing(t testing.TB, why string) {
+	t.Helper()
+	if Required() {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}

@@ -1,0 +1,133 @@
+package machine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrTimeout is wrapped by every error reporting that a wait or command
+// ran out of time. errors.Is(err, context.DeadlineExceeded) also holds for
+// such errors.
+var ErrTimeout error = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "timed out" }
+
+// Is makes ErrTimeout match context.DeadlineExceeded.
+func (timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// Timeout reports true, like net.Error's.
+func (timeoutError) Timeout() bool { return true }
+
+// ErrCheckFailed is wrapped by errors reporting that the guest is not in
+// the state the caller required: a command failed (or succeeded) against
+// expectations, a unit failed or is in the wrong state. It corresponds to
+// the NixOS driver's RequestedAssertionFailed.
+var ErrCheckFailed = errors.New("check failed")
+
+// ErrClosed is returned by calls on a Machine after Close.
+var ErrClosed = errors.New("machine is closed")
+
+// WaitError reports a wait (or command) that ran out of time. It wraps
+// ErrTimeout and the last error seen, if any.
+type WaitError struct {
+	// Machine is the machine's name.
+	Machine string
+	// What names what was awaited ("unit nginx.service to become active").
+	What string
+	// Waited is how long the wait lasted.
+	Waited time.Duration
+	// Detail is the last observation, such as "unit nginx.service is
+	// inactive and has no pending job"; it may be empty.
+	Detail string
+	// Console holds the machine's last console lines.
+	Console []string
+	// Err is the error the last attempt ended with, if any.
+	Err error
+}
+
+// Error says what was awaited, for how long, what was seen last, and
+// lists the console lines.
+func (e *WaitError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.summary())
+	writeConsole(&b, e.Console)
+	return b.String()
+}
+
+// summary is the message without the console lines.
+func (e *WaitError) summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "machine %s: timed out after %.2f seconds waiting for %s", e.Machine, e.Waited.Seconds(), e.What)
+	if e.Detail != "" {
+		b.WriteString(": " + e.Detail)
+	}
+	var inner *WaitError
+	switch {
+	case e.Err == nil || e.Err == context.DeadlineExceeded:
+	case errors.As(e.Err, &inner):
+		b.WriteString(" (" + inner.summary() + ")")
+	default:
+		b.WriteString(": " + e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrTimeout and the last attempt's error.
+func (e *WaitError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrTimeout}
+	}
+	return []error{ErrTimeout, e.Err}
+}
+
+// writeConsole appends the last console lines to an error message.
+func writeConsole(b *strings.Builder, lines []string) {
+	if len(lines) == 0 {
+		b.WriteString("\n(no console output)")
+		return
+	}
+	fmt.Fprintf(b, "\nlast %d console lines:", len(lines))
+	for _, l := range lines {
+		b.WriteString("\n    " + l)
+	}
+}
+
+// CommandError reports a command whose exit status contradicts what
+// Succeed or Fail required. It wraps ErrCheckFailed.
+type CommandError struct {
+	// Machine is the machine's name.
+	Machine string
+	// Command is the command as given.
+	Command string
+	// Status is its exit status.
+	Status int
+	// Output is its stdout.
+	Output string
+	// WantFailure is true for Fail (the command unexpectedly succeeded).
+	WantFailure bool
+}
+
+// Error is the NixOS driver's message ("command `cmd` failed (exit code
+// N)") plus the output.
+func (e *CommandError) Error() string {
+	if e.WantFailure {
+		return fmt.Sprintf("machine %s: command `%s` unexpectedly succeeded", e.Machine, e.Command)
+	}
+	msg := fmt.Sprintf("machine %s: command `%s` failed (exit code %d)", e.Machine, e.Command, e.Status)
+	if out := strings.TrimRight(e.Output, "\n"); out != "" {
+		msg += "; output:\n" + indent(out)
+	}
+	return msg
+}
+
+// Unwrap returns ErrCheckFailed.
+func (e *CommandError) Unwrap() error { return ErrCheckFailed }
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}

@@ -1,0 +1,116 @@
+package machine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/vmdriver/vmdriver/backend/mock"
+	"github.com/vmdriver/vmdriver/machine"
+)
+
+func ExampleStart() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// The mock backend boots an in-process fake guest; with
+	// backend/qemu the code is the same.
+	b := mock.New()
+	m, err := machine.Start(ctx, b, "server")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+
+	r, err := m.Execute(ctx, "echo hello", machine.Timeout(time.Minute))
+	fmt.Printf("status %d, output %q, error %v\n", r.Status, r.Output, err)
+	// Output: status 0, output "hello\n", error <nil>
+}
+
+func ExampleMachine_Succeed() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := machine.Start(ctx, mock.New(), "server")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+
+	out, err := m.Succeed(ctx, "echo ready")
+	fmt.Printf("%q %v\n", out, err)
+
+	_, err = m.Succeed(ctx, "false")
+	var ce *machine.CommandError
+	fmt.Println(errors.As(err, &ce), ce.Status, errors.Is(err, machine.ErrCheckFailed))
+	fmt.Println(err)
+	// Output:
+	// "ready\n" <nil>
+	// true 1 true
+	// machine server: command `false` failed (exit code 1)
+}
+
+func ExampleMachine_WaitForUnit() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := mock.New(mock.WithGuest(func(name string, g *mock.Guest) {
+		g.Systemd("").SetUnit("nginx.service", "active", "running")
+		g.Systemd("").SetUnit("broken.service", "failed", "failed")
+	}))
+	m, err := machine.Start(ctx, b, "server")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+
+	fmt.Println(m.WaitForUnit(ctx, "nginx.service"))
+
+	// A failed unit ends the wait at once.
+	err = m.WaitForUnit(ctx, "broken.service")
+	fmt.Println(errors.Is(err, machine.ErrCheckFailed), err)
+
+	// A unit that never starts runs into the deadline.
+	err = m.WaitForUnit(ctx, "idle.service", machine.Timeout(10*time.Millisecond))
+	fmt.Println(errors.Is(err, machine.ErrTimeout))
+	// Output:
+	// <nil>
+	// true machine server: unit "broken.service" reached state "failed": check failed
+	// true
+}
+
+// exampleT stands in for the *testing.T a real test has.
+type exampleT struct {
+	testing.TB
+	cleanups []func()
+}
+
+func (t *exampleT) Helper()                   {}
+func (t *exampleT) Logf(string, ...any)       {}
+func (t *exampleT) Errorf(f string, a ...any) { fmt.Printf(f+"\n", a...) }
+func (t *exampleT) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+func (t *exampleT) Cleanup(fn func())         { t.cleanups = append(t.cleanups, fn) }
+func (t *exampleT) finish() {
+	for i := len(t.cleanups) - 1; i >= 0; i-- {
+		t.cleanups[i]()
+	}
+}
+
+func ExampleStartT() {
+	// In a test this is func TestWeb(t *testing.T).
+	t := &exampleT{}
+	defer t.finish()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	b := mock.New(mock.WithGuest(func(name string, g *mock.Guest) { g.OpenPort(80) }))
+	web := machine.StartT(t, b, "web") // closed by t.Cleanup; logs via t.Logf
+	if err := web.WaitForOpenPort(ctx, 80); err != nil {
+		t.Fatalf("%v", err)
+	}
+	fmt.Println("port 80 is open on", web.Name())
+	// Output: port 80 is open on web
+}

@@ -1,0 +1,251 @@
+package machine
+
+import "time"
+
+// Defaults, as in the NixOS driver.
+const (
+	// DefaultCommandTimeout is the host-side deadline of a command that
+	// has no Timeout, and the guest-side limit of Execute.
+	DefaultCommandTimeout = 15 * time.Minute
+	// DefaultWaitTimeout bounds every WaitFor/WaitUntil call without a
+	// Timeout option.
+	DefaultWaitTimeout = 15 * time.Minute
+	// DefaultEventTimeout bounds WaitForQMPEvent.
+	DefaultEventTimeout = 10 * time.Minute
+	// DefaultRetryInterval is the pause between two attempts of a wait.
+	DefaultRetryInterval = time.Second
+	// DefaultKeyDelay is the pause after each key SendKey presses.
+	DefaultKeyDelay = 10 * time.Millisecond
+)
+
+// Option configures a Machine (see New).
+type Option func(*config)
+
+type config struct {
+	startScript    string
+	stateDir       string
+	sharedDir      string
+	outputDir      string
+	env            []string
+	logger         Logger
+	bootTimeout    time.Duration
+	commandTimeout time.Duration
+	heldWarning    time.Duration
+	allowReboot    bool
+	keepState      bool
+}
+
+// WithStartScript sets the hypervisor start script (for QEMU, a nixpkgs
+// run-NAME-vm script).
+func WithStartScript(path string) Option { return func(c *config) { c.startScript = path } }
+
+// WithStateDir sets the machine's state directory. It is created (0700)
+// if missing and never removed. Without it the machine uses a private
+// temporary directory that Close removes unless WithKeepState.
+func WithStateDir(dir string) Option { return func(c *config) { c.stateDir = dir } }
+
+// WithSharedDir sets the host directory the guest sees at /tmp/shared
+// (default: "shared" in the state directory).
+func WithSharedDir(dir string) Option { return func(c *config) { c.sharedDir = dir } }
+
+// WithOutputDir sets where screenshots and CopyFromMachine results go
+// (default ".").
+func WithOutputDir(dir string) Option { return func(c *config) { c.outputDir = dir } }
+
+// WithEnv adds KEY=VALUE pairs to the hypervisor's environment.
+func WithEnv(kv ...string) Option {
+	return func(c *config) { c.env = append(c.env, kv...) }
+}
+
+// WithLogger sets the Logger (default: discard everything).
+func WithLogger(l Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithBootTimeout bounds the wait for the guest's shell after a start or
+// reboot (default: the backend's BootTimeout).
+func WithBootTimeout(d time.Duration) Option { return func(c *config) { c.bootTimeout = d } }
+
+// WithCommandTimeout sets the host-side deadline of commands that have no
+// Timeout option (default DefaultCommandTimeout).
+func WithCommandTimeout(d time.Duration) Option { return func(c *config) { c.commandTimeout = d } }
+
+// WithHeldStdoutWarning sets how long after a command exited with a
+// background process still holding its stdout the machine warns about it
+// (default: the backdoor package's few seconds).
+func WithHeldStdoutWarning(d time.Duration) Option { return func(c *config) { c.heldWarning = d } }
+
+// WithAllowReboot keeps the hypervisor running when the guest reboots;
+// without it a reboot ends the hypervisor (QEMU -no-reboot).
+func WithAllowReboot() Option { return func(c *config) { c.allowReboot = true } }
+
+// WithKeepState keeps the default private state directory on Close.
+func WithKeepState() Option { return func(c *config) { c.keepState = true } }
+
+// callConfig collects the per-call options of every method.
+type callConfig struct {
+	timeout    time.Duration
+	hasTimeout bool
+	interval   time.Duration
+	noReturn   bool
+	noOutput   bool
+	user       string
+	addr       string
+	delay      time.Duration
+	hasDelay   bool
+	quiet      bool
+}
+
+// ExecOption tunes Execute, Succeed and Fail.
+type ExecOption interface{ applyExec(*callConfig) }
+
+// WaitOption tunes the WaitFor and WaitUntil methods.
+type WaitOption interface{ applyWait(*callConfig) }
+
+// UnitOption tunes the systemd methods.
+type UnitOption interface{ applyUnit(*callConfig) }
+
+// PortOption tunes WaitForOpenPort and WaitForClosedPort.
+type PortOption interface{ applyPort(*callConfig) }
+
+// KeyOption tunes SendKey and SendChars.
+type KeyOption interface{ applyKey(*callConfig) }
+
+// TimeoutOption is returned by Timeout; it applies to every kind of call.
+type TimeoutOption struct{ d time.Duration }
+
+func (o TimeoutOption) applyExec(c *callConfig) { c.timeout, c.hasTimeout = o.d, true }
+func (o TimeoutOption) applyWait(c *callConfig) { c.timeout, c.hasTimeout = o.d, true }
+func (o TimeoutOption) applyUnit(c *callConfig) { c.timeout, c.hasTimeout = o.d, true }
+func (o TimeoutOption) applyPort(c *callConfig) { c.timeout, c.hasTimeout = o.d, true }
+
+// Timeout bounds a call. For Execute, Succeed and Fail it is the
+// guest-side limit (the guest's `timeout` ends the command with status
+// 124) and the host deadline is a little later; for waits it is the
+// whole wait's deadline.
+func Timeout(d time.Duration) TimeoutOption { return TimeoutOption{d} }
+
+// IntervalOption is returned by Interval.
+type IntervalOption struct{ d time.Duration }
+
+func (o IntervalOption) applyWait(c *callConfig) { c.interval = o.d }
+func (o IntervalOption) applyUnit(c *callConfig) { c.interval = o.d }
+func (o IntervalOption) applyPort(c *callConfig) { c.interval = o.d }
+
+// Interval sets the pause between two attempts of a polling wait
+// (default DefaultRetryInterval).
+func Interval(d time.Duration) IntervalOption { return IntervalOption{d} }
+
+type execFlag struct{ noReturn, noOutput bool }
+
+func (o execFlag) applyExec(c *callConfig) {
+	c.noReturn = c.noReturn || o.noReturn
+	c.noOutput = c.noOutput || o.noOutput
+}
+
+// NoCheckReturn makes Execute read the output but not require an exit
+// status (for commands that end the machine): the status is then -1
+// unless it arrived anyway.
+func NoCheckReturn() ExecOption { return execFlag{noReturn: true} }
+
+// NoCheckOutput makes Execute send the command and return (-2, "") at
+// once, without waiting for anything.
+func NoCheckOutput() ExecOption { return execFlag{noOutput: true} }
+
+type userOption string
+
+func (o userOption) applyUnit(c *callConfig) { c.user = string(o) }
+
+// AsUser makes a systemd call talk to user's service manager
+// (`systemctl --user` run through `su -l user`).
+func AsUser(user string) UnitOption { return userOption(user) }
+
+type addrOption string
+
+func (o addrOption) applyPort(c *callConfig) { c.addr = string(o) }
+
+// Addr sets the address a port wait probes (default "localhost").
+func Addr(addr string) PortOption { return addrOption(addr) }
+
+type keyOption struct {
+	delay    time.Duration
+	setDelay bool
+	quiet    bool
+}
+
+func (o keyOption) applyKey(c *callConfig) {
+	if o.setDelay {
+		c.delay, c.hasDelay = o.delay, true
+	}
+	c.quiet = c.quiet || o.quiet
+}
+
+// Delay sets the pause after each key (default DefaultKeyDelay; 0 for
+// none).
+func Delay(d time.Duration) KeyOption { return keyOption{delay: d, setDelay: true} }
+
+// Quiet stops SendKey from logging each key.
+func Quiet() KeyOption { return keyOption{quiet: true} }
+
+func execOptions(opts []ExecOption) callConfig {
+	var c callConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyExec(&c)
+		}
+	}
+	return c
+}
+
+func waitOptions(opts []WaitOption) callConfig {
+	var c callConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyWait(&c)
+		}
+	}
+	return c
+}
+
+func unitOptions(opts []UnitOption) callConfig {
+	var c callConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyUnit(&c)
+		}
+	}
+	return c
+}
+
+func portOptions(opts []PortOption) callConfig {
+	c := callConfig{addr: "localhost"}
+	for _, o := range opts {
+		if o != nil {
+			o.applyPort(&c)
+		}
+	}
+	return c
+}
+
+func keyOptions(opts []KeyOption) callConfig {
+	c := callConfig{delay: DefaultKeyDelay}
+	for _, o := range opts {
+		if o != nil {
+			o.applyKey(&c)
+		}
+	}
+	return c
+}
+
+// waitTimeout is the wait deadline of c, or def.
+func (c callConfig) waitTimeout(def time.Duration) time.Duration {
+	if c.hasTimeout {
+		return c.timeout
+	}
+	return def
+}
+
+func (c callConfig) retryInterval() time.Duration {
+	if c.interval > 0 {
+		return c.interval
+	}
+	return DefaultRetryInterval
+}
