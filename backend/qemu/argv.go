@@ -3,20 +3,22 @@ package qemu
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
-// Names of the sockets in a machine's state directory.
-const (
-	qmpSocket   = "qmp"
-	shellSocket = "shell"
-)
+// qmpSocket names the QMP socket in a machine's state directory. The
+// guest shell has no socket file: it is a socketpair (see shellpair.go).
+const qmpSocket = "qmp"
 
 // argvOptions is everything driverArgs needs; it holds no host state so
 // the command line can be tested as a table.
 type argvOptions struct {
 	// StateDir is the machine's state directory (absolute).
 	StateDir string
+	// ShellFD is the descriptor QEMU inherits its end of the guest shell
+	// socketpair on.
+	ShellFD int
 	// AllowReboot drops -no-reboot.
 	AllowReboot bool
 	// Display is true when DISPLAY or WAYLAND_DISPLAY is set; without one
@@ -30,12 +32,14 @@ type argvOptions struct {
 
 // driverArgs returns the arguments the driver appends to a start script,
 // in the order the NixOS driver uses: QMP server socket, the guest shell
-// on a virtio console connected to our listening socket, the serial port
-// on stdio, then -no-reboot, -nographic, the accelerator and extra args.
+// on a virtio console, the serial port on stdio, then -no-reboot,
+// -nographic, the accelerator and extra args. Unlike the NixOS driver the
+// shell's chardev is an inherited, already connected socket (fd=N)
+// rather than a path QEMU connects to.
 func driverArgs(o argvOptions) []string {
 	args := []string{
 		"-qmp", "unix:" + filepath.Join(o.StateDir, qmpSocket) + ",server=on,wait=off",
-		"-chardev", "socket,id=shell,path=" + filepath.Join(o.StateDir, shellSocket),
+		"-chardev", "socket,id=shell,fd=" + strconv.Itoa(o.ShellFD),
 		"-device", "virtio-serial",
 		"-device", "virtconsole,chardev=shell",
 		"-serial", "stdio",

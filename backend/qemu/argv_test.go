@@ -9,7 +9,7 @@ import (
 func TestDriverArgs(t *testing.T) {
 	base := []string{
 		"-qmp", "unix:/s/qmp,server=on,wait=off",
-		"-chardev", "socket,id=shell,path=/s/shell",
+		"-chardev", "socket,id=shell,fd=3",
 		"-device", "virtio-serial",
 		"-device", "virtconsole,chardev=shell",
 		"-serial", "stdio",
@@ -20,16 +20,18 @@ func TestDriverArgs(t *testing.T) {
 		opts argvOptions
 		want []string
 	}{
-		{"headless", argvOptions{StateDir: "/s"},
+		{"headless", argvOptions{StateDir: "/s", ShellFD: 3},
 			cat(base, []string{"-no-reboot", "-nographic"})},
-		{"display", argvOptions{StateDir: "/s", Display: true},
+		{"display", argvOptions{StateDir: "/s", ShellFD: 3, Display: true},
 			cat(base, []string{"-no-reboot"})},
-		{"reboot allowed", argvOptions{StateDir: "/s", AllowReboot: true, Display: true},
+		{"reboot allowed", argvOptions{StateDir: "/s", ShellFD: 3, AllowReboot: true, Display: true},
 			base},
-		{"tcg and extras last", argvOptions{StateDir: "/s", Accel: []string{"-machine", "accel=tcg"}, Extra: []string{"-m", "512"}},
+		{"tcg and extras last", argvOptions{StateDir: "/s", ShellFD: 3, Accel: []string{"-machine", "accel=tcg"}, Extra: []string{"-m", "512"}},
 			cat(base, []string{"-no-reboot", "-nographic", "-machine", "accel=tcg", "-m", "512"})},
-		{"state dir cleaned", argvOptions{StateDir: "/s/", Display: true, AllowReboot: true},
+		{"state dir cleaned", argvOptions{StateDir: "/s/", ShellFD: 3, Display: true, AllowReboot: true},
 			base},
+		{"shell on another fd", argvOptions{StateDir: "/s", ShellFD: 7, Display: true, AllowReboot: true},
+			slices.Concat(base[:3], []string{"socket,id=shell,fd=7"}, base[4:])},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

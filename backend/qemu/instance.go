@@ -49,6 +49,9 @@ type launchConfig struct {
 	console    io.Writer
 	logf       func(format string, args ...any)
 	qmpTimeout time.Duration
+	// logShellBuf logs the shell channel's buffer size (once per
+	// backend).
+	logShellBuf func(msg string)
 }
 
 // Instance is one running QEMU process and its guest. Besides
@@ -72,21 +75,15 @@ type Instance struct {
 	events *qmp.Subscription // subscribed right after dialing
 	gone   bool              // the watcher has released everything
 
-	ln        *net.UnixListener
-	accepted  chan struct{} // closed when the accept goroutine ended
-	shellConn net.Conn      // QEMU's connection to the shell socket
-	shell     *backdoor.Shell
-	acceptErr error
+	shellConn net.Conn        // our end of the shell socketpair
+	shell     *backdoor.Shell // reads shellConn from the spawn on
 
 	exited  chan struct{} // closed once cmd.Wait returned
 	waitErr error         // set before exited is closed
 	done    chan struct{} // closed once everything is released
 
 	readers sync.WaitGroup // stdout and stderr copiers
-	aux     sync.WaitGroup // the accept goroutine
 
-	shellSem   chan struct{} // one WaitReady at a time
-	ready      atomic.Bool
 	consoleSem chan struct{} // one console write at a time
 	shotSeq    atomic.Uint64
 
@@ -104,42 +101,43 @@ var (
 	_ backend.RawCommander  = (*Instance)(nil)
 )
 
-// launch listens on the shell socket, spawns the start script, starts the
+// launch makes the shell channel, spawns the start script, starts the
 // goroutines that watch it and connects QMP. Any failure tears down what
 // was started.
 func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
-	shellPath := filepath.Join(c.stateDir, shellSocket)
 	qmpPath := filepath.Join(c.stateDir, qmpSocket)
-	// Stale sockets from an earlier run would make listen fail, or make
-	// us talk to a QEMU that is no longer there.
-	for _, p := range []string{shellPath, qmpPath} {
-		if err := removeSocket(p); err != nil {
-			return nil, fmt.Errorf("machine %q: %w", c.name, err)
-		}
+	// A stale socket from an earlier run would make us talk to a QEMU
+	// that is no longer there.
+	if err := removeSocket(qmpPath); err != nil {
+		return nil, fmt.Errorf("machine %q: %w", c.name, err)
 	}
-	// The shell socket must listen before QEMU starts: QEMU connects to
-	// it at startup and exits if nobody listens.
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: shellPath, Net: "unix"})
+	// The shell channel exists before QEMU starts (QEMU uses it at
+	// startup) and is already connected, so there is nothing to accept
+	// and no socket file.
+	pair, err := newShellPair()
 	if err != nil {
-		return nil, fmt.Errorf("machine %q: listen on the guest shell socket: %w", c.name, err)
+		return nil, fmt.Errorf("machine %q: %w", c.name, err)
 	}
-	ln.SetUnlinkOnClose(true)
+	if c.logShellBuf != nil {
+		c.logShellBuf(pair.describe())
+	}
 
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
-		ln.Close()
+		pair.ours.Close()
+		closeAll(pair.theirs)
 		return nil, fmt.Errorf("machine %q: %w", c.name, err)
 	}
 	stdoutR, stdoutW, err := os.Pipe()
 	if err != nil {
-		ln.Close()
-		closeAll(stdinR, stdinW)
+		pair.ours.Close()
+		closeAll(pair.theirs, stdinR, stdinW)
 		return nil, fmt.Errorf("machine %q: %w", c.name, err)
 	}
 	stderrR, stderrW, err := os.Pipe()
 	if err != nil {
-		ln.Close()
-		closeAll(stdinR, stdinW, stdoutR, stdoutW)
+		pair.ours.Close()
+		closeAll(pair.theirs, stdinR, stdinW, stdoutR, stdoutW)
 		return nil, fmt.Errorf("machine %q: %w", c.name, err)
 	}
 
@@ -147,6 +145,9 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 	cmd.Dir = c.stateDir
 	cmd.Env = c.env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
+	// ExtraFiles[0] is fd 3 (shellChildFD) in the script; it execs QEMU,
+	// which keeps it.
+	cmd.ExtraFiles = []*os.File{pair.theirs}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Its own process group, so teardown reaches every process the
 		// script started; Pdeathsig so QEMU dies with the driver even
@@ -160,10 +161,11 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 	}
 	spawned := time.Now()
 	err = cmd.Start()
-	// The child has its copies; ours would keep the pipes open forever.
-	closeAll(stdinR, stdoutW, stderrW)
+	// The child has its copies; ours would keep the pipes open forever
+	// and keep the shell channel from ending when QEMU does.
+	closeAll(stdinR, stdoutW, stderrW, pair.theirs)
 	if err != nil {
-		ln.Close()
+		pair.ours.Close()
 		closeAll(stdinW, stdoutR, stderrR)
 		return nil, fmt.Errorf("machine %q: start script %s: %w", c.name, c.script, err)
 	}
@@ -182,18 +184,20 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 		stdin:      stdinW,
 		console:    newTailBuffer(16 << 10),
 		stderr:     newTailBuffer(16 << 10),
-		ln:         ln,
-		accepted:   make(chan struct{}),
+		shellConn:  pair.ours,
 		exited:     make(chan struct{}),
 		done:       make(chan struct{}),
-		shellSem:   make(chan struct{}, 1),
 		consoleSem: make(chan struct{}, 1),
 	}
+	// The backdoor reads the channel from now on, so QEMU never finds it
+	// full while anyone waits for the guest.
+	i.shell = backdoor.New(&exitConn{Conn: pair.ours, inst: i},
+		backdoor.WithLogf(i.logf),
+		backdoor.WithPreBanner(func(line string) { i.logf("guest shell (before banner): %s", line) }),
+	)
 	i.readers.Add(2)
 	go i.copyStdout(stdoutR, console)
 	go i.copyStderr(stderrR)
-	i.aux.Add(1)
-	go i.acceptShell()
 	go i.watch(stdoutR, stderrR)
 	defer func() {
 		if err != nil {
@@ -323,25 +327,6 @@ func (f *forgivingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// acceptShell takes QEMU's connection to the shell socket and starts the
-// backdoor reader on it at once.
-func (i *Instance) acceptShell() {
-	defer i.aux.Done()
-	defer close(i.accepted)
-	conn, err := i.ln.Accept()
-	// QEMU connects once; the socket file is no longer needed.
-	i.ln.Close()
-	if err != nil {
-		i.acceptErr = err
-		return
-	}
-	i.shellConn = conn
-	i.shell = backdoor.New(&exitConn{Conn: conn, inst: i},
-		backdoor.WithLogf(i.logf),
-		backdoor.WithPreBanner(func(line string) { i.logf("guest shell (before banner): %s", line) }),
-	)
-}
-
 // watch waits for the process to exit and then releases everything tied
 // to it, closing done last.
 func (i *Instance) watch(stdoutR, stderrR *os.File) {
@@ -363,21 +348,19 @@ func (i *Instance) watch(stdoutR, stderrR *os.File) {
 		<-readersDone
 	}
 
-	i.ln.Close() // ends a pending Accept
-	i.aux.Wait()
-	if i.shell != nil {
-		// Closing the connection underneath the shell (rather than
-		// Shell.Close, which reads as "closed by the host") lets the
-		// shell's pending calls fail with exitConn's error naming QEMU.
-		i.shellConn.Close()
-		t := time.NewTimer(eofGrace)
-		select {
-		case <-i.shell.Done():
-		case <-t.C:
-		}
-		t.Stop()
-		i.shell.Close()
+	// Closing the connection underneath the shell (rather than
+	// Shell.Close, which reads as "closed by the host") lets the shell's
+	// pending calls fail with exitConn's error naming QEMU. It also ends
+	// the channel when something the script started still holds QEMU's
+	// end.
+	i.shellConn.Close()
+	st := time.NewTimer(eofGrace)
+	select {
+	case <-i.shell.Done():
+	case <-st.C:
 	}
+	st.Stop()
+	i.shell.Close()
 	i.mu.Lock()
 	i.gone = true
 	client := i.qmp
@@ -388,7 +371,6 @@ func (i *Instance) watch(stdoutR, stderrR *os.File) {
 	i.stdin.Close()
 	// QEMU removes its QMP socket only when it exits cleanly.
 	_ = removeSocket(filepath.Join(i.stateDir, qmpSocket))
-	_ = removeSocket(filepath.Join(i.stateDir, shellSocket))
 	if err != nil {
 		i.logf("qemu: pid %d %s", i.pid, exitStatus(err))
 	}
@@ -466,69 +448,60 @@ func (i *Instance) exitError(what string, cause error) error {
 // Shell waits until the guest's backdoor shell is ready and returns it.
 // It fails early if QEMU exits first, and at ctx's deadline with the last
 // console lines if the guest never prints the banner.
+//
+// Every call returns the same *backdoor.Shell for the instance's whole
+// life, and every call asks that shell whether it is ready rather than
+// remembering an earlier answer: after a guest reboot (Shell.ExpectRestart,
+// or a banner seen again) the shell is not ready until the new banner, and
+// Shell must wait for it. The check is cheap when the shell is ready, but
+// it queues behind a command another goroutine is running on the shell.
 func (i *Instance) Shell(ctx context.Context) (*backdoor.Shell, error) {
-	const awaitConnect = "waiting for QEMU to connect to the guest shell socket"
 	select {
-	case <-i.accepted:
 	case <-i.exited:
-		return nil, i.exitError(awaitConnect, nil)
-	case <-ctx.Done():
-		return nil, i.deadlineError(awaitConnect, ctx.Err())
-	}
-	if i.shell == nil {
-		select {
-		case <-i.exited:
-			return nil, i.exitError(awaitConnect, nil)
-		default:
-			return nil, fmt.Errorf("machine %q: accepting the guest shell connection: %w", i.name, i.acceptErr)
-		}
-	}
-	if i.ready.Load() {
-		return i.liveShell()
-	}
-	select {
-	case i.shellSem <- struct{}{}:
-		defer func() { <-i.shellSem }()
-	case <-i.exited:
-		return nil, i.exitError(awaitBanner, nil)
-	case <-ctx.Done():
-		return nil, i.deadlineError(awaitBanner, ctx.Err())
-	}
-	if i.ready.Load() {
-		return i.liveShell()
-	}
-	if err := i.shell.WaitReady(ctx); err != nil {
-		select {
-		case <-i.exited:
-			return nil, i.exitError(awaitBanner, nil)
-		default:
-		}
-		if ctx.Err() != nil {
-			return nil, i.deadlineError(awaitBanner, err)
-		}
-		return nil, fmt.Errorf("machine %q: %s: %w", i.name, awaitBanner, err)
-	}
-	i.ready.Store(true)
-	return i.shell, nil
-}
-
-// awaitBanner names what Shell waits for after QEMU connected.
-const awaitBanner = "waiting for the guest's backdoor shell (banner \"" + backdoor.Banner + "\" on the virtio console)"
-
-// liveShell returns the ready shell unless its connection ended.
-func (i *Instance) liveShell() (*backdoor.Shell, error) {
-	select {
-	case <-i.shell.Done():
-		select {
-		case <-i.exited:
-			return nil, i.exitError("", nil)
-		default:
-			return nil, fmt.Errorf("machine %q: the guest shell connection ended: %w", i.name, i.shell.Err())
-		}
+		return nil, i.exitError("", nil)
 	default:
+	}
+	// Stop waiting as soon as QEMU exits, even if something the script
+	// started keeps the channel open for a while.
+	wctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-i.exited:
+			cancel(errQEMUExited)
+		case <-wctx.Done():
+		}
+	}()
+	err := i.shell.WaitReady(wctx)
+	cancel(nil)
+	wg.Wait()
+	if err == nil {
 		return i.shell, nil
 	}
+	select {
+	case <-i.exited:
+		return nil, i.exitError(awaitBanner, nil)
+	default:
+	}
+	if ctx.Err() != nil {
+		return nil, i.deadlineError(awaitBanner, err)
+	}
+	select {
+	case <-i.shell.Done():
+		return nil, fmt.Errorf("machine %q: the guest shell connection ended: %w", i.name, err)
+	default:
+	}
+	return nil, fmt.Errorf("machine %q: %s: %w", i.name, awaitBanner, err)
 }
+
+// errQEMUExited cancels a wait when QEMU exits; callers report the exit
+// itself.
+var errQEMUExited = errors.New("qemu exited")
+
+// awaitBanner names what Shell waits for.
+const awaitBanner = "waiting for the guest's backdoor shell (banner \"" + backdoor.Banner + "\" on the virtio console)"
 
 // deadlineError reports a wait that ran out of time, with the console
 // tail so the reader sees how far the guest got.

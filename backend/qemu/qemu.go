@@ -1,12 +1,16 @@
 // Package qemu runs machines under QEMU from nixpkgs-style start scripts.
 //
-// Start follows the NixOS driver's contract: it listens on the guest
-// shell socket in the machine's state directory, runs the start script
-// there with TMPDIR, USE_TMPDIR and SHARED_DIR in its environment and the
-// driver's own flags appended (QMP socket, the shell on a virtio console,
-// the serial port on stdio, -no-reboot, -nographic), connects QMP, and
-// returns while the guest boots. Instance.Shell waits for the guest's
-// backdoor banner.
+// Start follows the NixOS driver's contract: it runs the start script in
+// the machine's state directory with TMPDIR, USE_TMPDIR and SHARED_DIR in
+// its environment and the driver's own flags appended (QMP socket, the
+// shell on a virtio console, the serial port on stdio, -no-reboot,
+// -nographic), connects QMP, and returns while the guest boots.
+// Instance.Shell waits for the guest's backdoor banner.
+//
+// One thing differs from the NixOS driver: the guest shell channel is a
+// socketpair made before the spawn, whose QEMU end the script inherits
+// (fd 3) and whose send buffer is raised to 16 MiB, because QEMU's
+// virtconsole drops guest output its socket cannot take at once.
 //
 // The accelerator is chosen once per Backend: KVM only where a stock
 // kernel really boots under it, TCG otherwise (see WithAccel).
@@ -96,6 +100,7 @@ type Backend struct {
 	choice     accelChoice
 	choiceErr  error
 	logOnce    sync.Once
+	bufLogOnce sync.Once // the shell channel's buffer size, logged once
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -182,13 +187,11 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec) (*Instance, erro
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	b.logOnce.Do(func() {
-		if b.logf != nil {
-			b.logf("%s", choice)
-		} else {
-			logf("%s", choice)
-		}
-	})
+	backendLogf := logf
+	if b.logf != nil {
+		backendLogf = b.logf
+	}
+	b.logOnce.Do(func() { backendLogf("%s", choice) })
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
@@ -202,6 +205,7 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec) (*Instance, erro
 	}
 	args := driverArgs(argvOptions{
 		StateDir:    stateDir,
+		ShellFD:     shellChildFD,
 		AllowReboot: spec.AllowReboot,
 		Display:     hasDisplay(os.Getenv),
 		Accel:       choice.Args,
@@ -216,6 +220,9 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec) (*Instance, erro
 		console:    spec.Console,
 		logf:       logf,
 		qmpTimeout: b.Scale(30 * time.Second),
+		logShellBuf: func(msg string) {
+			b.bufLogOnce.Do(func() { backendLogf("qemu: %s", msg) })
+		},
 	})
 }
 
@@ -253,7 +260,7 @@ func validate(spec backend.Spec) error {
 	if err != nil {
 		return fmt.Errorf("machine %q: state directory: %w", spec.Name, err)
 	}
-	if p := filepath.Join(abs, shellSocket); len(p) > maxSocketPath {
+	if p := filepath.Join(abs, qmpSocket); len(p) > maxSocketPath {
 		return fmt.Errorf("machine %q: socket path %s is longer than %d bytes: use a shorter state directory (os.MkdirTemp(\"\", \"vmd\"))",
 			spec.Name, p, maxSocketPath)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,11 +115,32 @@ func testLogf(t *testing.T) func(string, ...any) {
 // that closes it and checks nothing is left behind.
 func start(t *testing.T, script string, console *syncBuffer) *Instance {
 	t.Helper()
-	dir := stateDir(t)
-	spec := backend.Spec{Name: "test", StartScript: script, StateDir: dir, SharedDir: dir, Logf: testLogf(t)}
+	spec := backend.Spec{StartScript: script}
 	if console != nil {
 		spec.Console = console
 	}
+	return startSpec(t, spec)
+}
+
+// startSpec starts spec, filling in the name, a fresh state directory
+// (also the shared directory) and the test log where they are unset, and
+// registers a cleanup that closes the machine and checks nothing is left
+// behind.
+func startSpec(t *testing.T, spec backend.Spec) *Instance {
+	t.Helper()
+	if spec.Name == "" {
+		spec.Name = "test"
+	}
+	if spec.StateDir == "" {
+		spec.StateDir = stateDir(t)
+	}
+	if spec.SharedDir == "" {
+		spec.SharedDir = spec.StateDir
+	}
+	if spec.Logf == nil {
+		spec.Logf = testLogf(t)
+	}
+	fds := openFDs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	began := time.Now()
@@ -128,13 +150,15 @@ func start(t *testing.T, script string, console *syncBuffer) *Instance {
 	}
 	t.Logf("Start returned after %s", time.Since(began).Round(time.Millisecond))
 	i := inst.(*Instance)
-	t.Cleanup(func() { closeAndCheck(t, i) })
+	t.Cleanup(func() { closeAndCheck(t, i, fds) })
 	return i
 }
 
-// closeAndCheck closes the instance twice and checks that its process and
-// socket files are gone.
-func closeAndCheck(t *testing.T, i *Instance) {
+// closeAndCheck closes the instance twice and checks that its processes,
+// the files it made in the state directory (only the names in keep, made
+// by the test's own script, may remain) and its descriptors (compared
+// with fdsBefore, taken before Start) are gone.
+func closeAndCheck(t *testing.T, i *Instance, fdsBefore map[int]string, keep ...string) {
 	t.Helper()
 	if err := i.Close(); err != nil {
 		t.Errorf("Close: %v", err)
@@ -148,11 +172,54 @@ func closeAndCheck(t *testing.T, i *Instance) {
 		t.Errorf("Done not closed after Close")
 	}
 	assertGone(t, i.PID())
-	for _, s := range []string{qmpSocket, shellSocket} {
-		if _, err := os.Lstat(filepath.Join(i.stateDir, s)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("socket %s left behind after Close (stat: %v)", s, err)
+	if err := syscall.Kill(-i.PID(), 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("QEMU's process group %d still has processes after Close (kill -0: %v)", i.PID(), err)
+	}
+	entries, err := os.ReadDir(i.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !slices.Contains(keep, e.Name()) {
+			t.Errorf("left behind in the state directory after Close: %s (%v)", e.Name(), e.Type())
 		}
 	}
+	for fd, target := range openFDs(t) {
+		if old, ok := fdsBefore[fd]; ok && old == target {
+			continue
+		}
+		if runtimeFD(target) {
+			continue
+		}
+		t.Errorf("descriptor %d (%s) left open after Close", fd, target)
+	}
+}
+
+// openFDs returns this process's open descriptors and what they refer to.
+func openFDs(t *testing.T) map[int]string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := make(map[int]string, len(entries))
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		// The directory's own descriptor is gone by now.
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil {
+			fds[fd] = target
+		}
+	}
+	return fds
+}
+
+// runtimeFD reports descriptors the Go runtime opens once, on first use
+// of the network poller, and keeps: they are not a machine's.
+func runtimeFD(target string) bool {
+	return target == "anon_inode:[eventpoll]" || target == "anon_inode:[eventfd]"
 }
 
 // assertGone checks that no process has the pid.
@@ -242,6 +309,7 @@ exec qemu-system-x86_64 -machine pc,accel=tcg -m 64 -nodefaults "$@"
 `)
 	dir := stateDir(t)
 	shared := stateDir(t)
+	fds := openFDs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	inst, err := New(WithAccel(AccelTCG), WithExtraArgs("-name", "envtest")).Start(ctx, backend.Spec{
@@ -252,7 +320,7 @@ exec qemu-system-x86_64 -machine pc,accel=tcg -m 64 -nodefaults "$@"
 		t.Fatal(err)
 	}
 	i := inst.(*Instance)
-	t.Cleanup(func() { closeAndCheck(t, i) })
+	t.Cleanup(func() { closeAndCheck(t, i, fds, "record") })
 	rec, err := os.ReadFile(filepath.Join(dir, "record"))
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +333,7 @@ exec qemu-system-x86_64 -machine pc,accel=tcg -m 64 -nodefaults "$@"
 		"SHARED_DIR=" + shared + "\n",
 		"EXTRA=a value; with $(shell) chars\n",
 		"arg=unix:" + dir + "/qmp,server=on,wait=off\n",
-		"arg=socket,id=shell,path=" + dir + "/shell\n",
+		"arg=socket,id=shell,fd=3\n",
 		"arg=-no-reboot\n",
 		"arg=accel=tcg\narg=-name\narg=envtest\n",
 	} {
@@ -617,8 +685,14 @@ func TestStartDeadlineBeforeQMP(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertGone(t, pid)
-	if _, err := os.Lstat(filepath.Join(dir, shellSocket)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("shell socket left behind: %v", err)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "pid" {
+			t.Errorf("left behind in the state directory: %s", e.Name())
+		}
 	}
 }
 
@@ -660,15 +734,14 @@ func TestStartReplacesStaleSockets(t *testing.T) {
 	needQEMU(t)
 	script := writeScript(t, noKernelScript)
 	dir := stateDir(t)
-	// Leave socket files behind as a SIGKILLed run would.
-	for _, s := range []string{shellSocket, qmpSocket} {
-		ln, err := net.Listen("unix", filepath.Join(dir, s))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln.(*net.UnixListener).SetUnlinkOnClose(false)
-		ln.Close()
+	// Leave the QMP socket file behind as a SIGKILLed run would.
+	ln, err := net.Listen("unix", filepath.Join(dir, qmpSocket))
+	if err != nil {
+		t.Fatal(err)
 	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	fds := openFDs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	inst, err := New(WithAccel(AccelTCG)).Start(ctx, backend.Spec{Name: "stale", StartScript: script, StateDir: dir, Logf: testLogf(t)})
@@ -676,8 +749,67 @@ func TestStartReplacesStaleSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	i := inst.(*Instance)
-	t.Cleanup(func() { closeAndCheck(t, i) })
+	t.Cleanup(func() { closeAndCheck(t, i, fds) })
 	if out, err := i.MonitorCommand(ctx, "info status"); err != nil || !strings.Contains(out, "running") {
 		t.Errorf("info status = %q, %v", out, err)
+	}
+}
+
+// TestGuestReset checks what a guest reset does to QEMU and the shell
+// channel: with AllowReboot both survive, so the same shell can wait for
+// the rebooted guest's banner; without it QEMU powers off (-no-reboot)
+// and Shell says so.
+func TestGuestReset(t *testing.T) {
+	needQEMU(t)
+	tests := []struct {
+		name        string
+		allowReboot bool
+	}{
+		{"reboot allowed", true},
+		{"no reboot", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			i := startSpec(t, backend.Spec{StartScript: writeScript(t, noKernelScript), AllowReboot: tt.allowReboot})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			sh := i.shell
+			// QEMU may exit before it answers.
+			_, _ = i.ControlCommand(ctx, "system_reset", nil)
+			if !tt.allowReboot {
+				select {
+				case <-i.Done():
+				case <-ctx.Done():
+					t.Fatal("QEMU still runs after a reset under -no-reboot")
+				}
+				if _, err := i.Shell(ctx); !errors.Is(err, backend.ErrExited) {
+					t.Errorf("Shell after the reset = %v, want ErrExited", err)
+				}
+				return
+			}
+			if _, err := i.WaitEvent(ctx, func(e backend.Event) bool { return e.Name == "RESET" }); err != nil {
+				t.Fatal(err)
+			}
+			// Anything that ends QEMU or the channel is visible to a
+			// command round trip: QMP answers only while QEMU runs.
+			if out, err := i.MonitorCommand(ctx, "info status"); err != nil || !strings.Contains(out, "running") {
+				t.Fatalf("info status after the reset = %q, %v", out, err)
+			}
+			select {
+			case <-sh.Done():
+				t.Fatalf("the shell channel ended on a guest reset: %v", sh.Err())
+			default:
+			}
+			// Shell still waits on the same channel for a banner (none
+			// comes: there is no kernel) instead of failing.
+			short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel()
+			if _, err := i.Shell(short); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, backend.ErrExited) {
+				t.Errorf("Shell after the reset = %v, want a deadline waiting for the banner", err)
+			}
+			if i.shell != sh {
+				t.Errorf("the instance's shell changed on a reset")
+			}
+		})
 	}
 }

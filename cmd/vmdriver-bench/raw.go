@@ -134,4 +134,3 @@ func (v *rawVM) close() {
 	}
 	os.RemoveAll(v.dir)
 }
-

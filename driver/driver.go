@@ -1,0 +1,322 @@
+// Package driver runs one test: its machines, global timeout, subtests,
+// polling conditions, output directory and teardown. It is what the
+// NixOS test driver's Driver class is, for the script runtime and for Go
+// programs that drive several machines.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/backend/qemu"
+	"github.com/vmdriver/vmdriver/machine"
+)
+
+// ErrGlobalTimeout is returned when the run outlived its global timeout.
+var ErrGlobalTimeout = errors.New("global timeout reached")
+
+// Logger is what the driver logs through: a machine.Logger that also
+// knows subtests (report.Logger implements it).
+type Logger interface {
+	machine.Logger
+	// Subtest opens a subtest block; end records its outcome.
+	Subtest(name string) (end func(err error))
+}
+
+// Option configures a Driver.
+type Option func(*Driver)
+
+// WithBackend sets the backend machines run on (default: QEMU).
+func WithBackend(b backend.Backend) Option { return func(d *Driver) { d.backend = b } }
+
+// WithLogger sets where the run logs (default: plain text on stderr).
+func WithLogger(l Logger) Option { return func(d *Driver) { d.log = l } }
+
+// WithMachineOptions adds options to every machine the driver creates.
+func WithMachineOptions(opts ...machine.Option) Option {
+	return func(d *Driver) { d.machineOpts = append(d.machineOpts, opts...) }
+}
+
+// Driver is one test run.
+type Driver struct {
+	cfg         Config
+	backend     backend.Backend
+	log         Logger
+	machineOpts []machine.Option
+
+	runDir    string // private 0700 directory for this run
+	stateRoot string // parent of vm-state-NAME directories
+	sharedDir string
+
+	mu         sync.Mutex
+	machines   []*machine.Machine // from the configuration, sorted by name
+	extra      []*machine.Machine // create_machine
+	conditions []*PollingCondition
+	checking   bool
+	closed     bool
+}
+
+// New prepares a run: a private run directory, and one machine per
+// configured start script (none is started yet).
+func New(cfg Config, opts ...Option) (*Driver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.GlobalTimeout <= 0 {
+		cfg.GlobalTimeout = DefaultGlobalTimeout
+	}
+	if cfg.OutputDir == "" {
+		cfg.OutputDir = "."
+	}
+	d := &Driver{cfg: cfg}
+	for _, o := range opts {
+		o(d)
+	}
+	if d.backend == nil {
+		d.backend = qemu.New()
+	}
+	if d.log == nil {
+		d.log = plainLogger{machine.NewTextLogger(os.Stderr)}
+	}
+	base := tmpBase()
+	var err error
+	d.runDir, err = os.MkdirTemp(base, "vmdriver-")
+	if err != nil {
+		return nil, fmt.Errorf("creating the run directory: %w", err)
+	}
+	d.stateRoot = d.runDir
+	if cfg.KeepState {
+		// A stable place, so the next run finds the disks again.
+		d.stateRoot = filepath.Join(base, fmt.Sprintf("vmdriver-state-%d", os.Getuid()))
+		if err := os.MkdirAll(d.stateRoot, 0o700); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("creating the state directory: %w", err)
+		}
+	}
+	d.sharedDir = filepath.Join(d.runDir, "shared-xchg")
+	if err := os.Mkdir(d.sharedDir, 0o700); err != nil {
+		d.Close()
+		return nil, err
+	}
+	machines := append([]MachineConfig(nil), cfg.Machines...)
+	sort.Slice(machines, func(i, j int) bool { return machines[i].Name < machines[j].Name })
+	if !cfg.KeepState && len(machines) > 0 {
+		d.log.Info("", "machine state will be reset; to keep it, pass --keep-machine-state")
+	}
+	for _, mc := range machines {
+		m, err := d.newMachine(mc.Name, mc.StartScript, cfg.KeepState)
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		m.SetBeforeCommand(d.checkConditions)
+		d.machines = append(d.machines, m)
+	}
+	return d, nil
+}
+
+// tmpBase is where run directories go: $XDG_RUNTIME_DIR when set (like
+// the NixOS driver), else the temp dir.
+func tmpBase() string {
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			return dir
+		}
+	}
+	return os.TempDir()
+}
+
+func (d *Driver) newMachine(name, startScript string, keep bool) (*machine.Machine, error) {
+	state := filepath.Join(d.stateRoot, "vm-state-"+name)
+	if !keep {
+		if err := os.RemoveAll(state); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return nil, fmt.Errorf("machine %s: creating its state directory: %w", name, err)
+	}
+	opts := []machine.Option{
+		machine.WithStartScript(startScript),
+		machine.WithStateDir(state),
+		machine.WithSharedDir(d.sharedDir),
+		machine.WithOutputDir(d.cfg.OutputDir),
+		machine.WithLogger(d.log),
+		machine.WithEnv(d.env()...),
+	}
+	if keep {
+		opts = append(opts, machine.WithKeepState())
+	}
+	opts = append(opts, d.machineOpts...)
+	return machine.New(d.backend, name, opts...)
+}
+
+// env is what every machine's start script gets on top of the driver's
+// environment.
+func (d *Driver) env() []string { return nil }
+
+// Config returns the run's configuration.
+func (d *Driver) Config() Config { return d.cfg }
+
+// OutputDir is where screenshots, copied files and reports go.
+func (d *Driver) OutputDir() string { return d.cfg.OutputDir }
+
+// SharedDir is the host directory every machine sees at /tmp/shared.
+func (d *Driver) SharedDir() string { return d.sharedDir }
+
+// Logger returns the run's logger.
+func (d *Driver) Logger() Logger { return d.log }
+
+// Machines returns the configured machines, sorted by name.
+func (d *Driver) Machines() []*machine.Machine {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]*machine.Machine(nil), d.machines...)
+}
+
+// Machine returns the configured machine with this name, or nil.
+func (d *Driver) Machine(name string) *machine.Machine {
+	for _, m := range d.Machines() {
+		if m.Name() == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// StartAll starts every configured machine in parallel. Like the NixOS
+// driver it does not wait for them to boot; the first command to each
+// does. Errors are collected for all machines.
+func (d *Driver) StartAll(ctx context.Context) error {
+	end := d.log.Nested("", "start all VMs")
+	var g errgroup.Group
+	ms := d.Machines()
+	errs := make([]error, len(ms))
+	for i, m := range ms {
+		g.Go(func() error {
+			errs[i] = m.Start(ctx)
+			return nil
+		})
+	}
+	g.Wait()
+	err := errors.Join(errs...)
+	if err != nil {
+		err = fmt.Errorf("failed to start the following machines: %w", err)
+	}
+	end(err)
+	return err
+}
+
+// JoinAll waits for every configured machine to power off.
+func (d *Driver) JoinAll(ctx context.Context) error {
+	var errs []error
+	for _, m := range d.Machines() {
+		errs = append(errs, m.WaitForShutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// CreateMachine makes an extra machine from a start script, like the
+// NixOS driver's create_machine: not part of Machines, no polling
+// conditions, released with the run. An empty name is derived from the
+// script's file name.
+func (d *Driver) CreateMachine(startScript, name string, keepState bool) (*machine.Machine, error) {
+	if name == "" {
+		name = MachineName(startScript)
+	}
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return nil, errors.New("the driver is closed")
+	}
+	m, err := d.newMachine(name, startScript, keepState)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.extra = append(d.extra, m)
+	d.mu.Unlock()
+	return m, nil
+}
+
+// Run runs fn under the global timeout. When the timeout passes, it logs
+// so, releases every machine (which ends whatever fn was waiting for) and
+// returns an error wrapping ErrGlobalTimeout once fn returned.
+func (d *Driver) Run(ctx context.Context, fn func(ctx context.Context) error) error {
+	rctx, cancel := context.WithTimeoutCause(ctx, d.cfg.GlobalTimeout, ErrGlobalTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fn(rctx) }()
+	select {
+	case err := <-done:
+		if errors.Is(context.Cause(rctx), ErrGlobalTimeout) {
+			return fmt.Errorf("%w after %s: %w", ErrGlobalTimeout, d.cfg.GlobalTimeout, err)
+		}
+		return err
+	case <-rctx.Done():
+		if !errors.Is(context.Cause(rctx), ErrGlobalTimeout) {
+			return <-done
+		}
+	}
+	d.log.Warn("", fmt.Sprintf("timeout reached; test terminating... (global timeout %s)", d.cfg.GlobalTimeout))
+	d.releaseMachines()
+	select {
+	case err := <-done:
+		return fmt.Errorf("%w after %s: %v", ErrGlobalTimeout, d.cfg.GlobalTimeout, err)
+	case <-time.After(30 * time.Second):
+		// fn ignores its context (a script stuck in pure computation the
+		// runtime failed to cancel); do not let it hold the run hostage.
+		return fmt.Errorf("%w after %s (the test did not stop within 30 s of it)", ErrGlobalTimeout, d.cfg.GlobalTimeout)
+	}
+}
+
+func (d *Driver) allMachines() []*machine.Machine {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append(append([]*machine.Machine(nil), d.machines...), d.extra...)
+}
+
+func (d *Driver) releaseMachines() {
+	var wg sync.WaitGroup
+	for _, m := range d.allMachines() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.Close()
+		}()
+	}
+	wg.Wait()
+}
+
+// Close releases everything the run holds: machines (their hypervisors
+// end), the run directory (state is kept only with KeepState). It is
+// idempotent.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	d.mu.Unlock()
+	d.releaseMachines()
+	if d.runDir != "" {
+		return os.RemoveAll(d.runDir)
+	}
+	return nil
+}
+
+// plainLogger adapts a machine.Logger for Driver's default.
+type plainLogger struct{ machine.Logger }
+
+func (l plainLogger) Subtest(name string) func(error) { return l.Nested("", "subtest: "+name) }
