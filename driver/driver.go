@@ -272,7 +272,7 @@ func (d *Driver) Run(ctx context.Context, fn func(ctx context.Context) error) er
 	d.releaseMachines()
 	select {
 	case err := <-done:
-		return fmt.Errorf("%w after %s: %v", ErrGlobalTimeout, d.cfg.GlobalTimeout, err)
+		return fmt.Errorf("%w after %s: %w", ErrGlobalTimeout, d.cfg.GlobalTimeout, err)
 	case <-time.After(30 * time.Second):
 		// fn ignores its context (a script stuck in pure computation the
 		// runtime failed to cancel); do not let it hold the run hostage.

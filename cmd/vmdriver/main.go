@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 )
 
@@ -24,7 +25,14 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var code int
+	if filepath.Base(os.Args[0]) == "nixos-test-driver" {
+		// Installed or linked under the NixOS driver's name, vmdriver takes
+		// exactly that program's command line.
+		code = runTest(ctx, cmdCompat, "nixos-test-driver", os.Args[1:], os.Stdout, os.Stderr)
+	} else {
+		code = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	os.Exit(code)
 }
@@ -43,6 +51,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "image":
 		err = runImage(ctx, args[1:], stdout, stderr)
+	case "eval-file", "run":
+		return runTest(ctx, cmdEvalFile, args[0], args[1:], stdout, stderr)
+	case "eval":
+		return runTest(ctx, cmdEval, args[0], args[1:], stdout, stderr)
+	case "check":
+		return runTest(ctx, cmdCheck, args[0], args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		printUsage(stdout)
 		return exitOK
@@ -68,6 +82,22 @@ func printUsage(w io.Writer) {
 	fmt.Fprint(w, `usage: vmdriver COMMAND [ARGS]
 
 commands:
+  eval-file SCRIPT [FLAGS]   (alias: run)
+        run a NixOS-style test script against the configured machines
+  eval CODE [FLAGS]
+        run CODE as the test script
+  check SCRIPT [FLAGS]
+        rewrite, parse and resolve SCRIPT against the machine names; boots
+        nothing; exit 0 when fine, 2 otherwise
+
+  flags (both nixos-test-driver spellings): --config FILE, --start-scripts
+  "A B", --vm-names/--vm-start-scripts, --vlans "1 2", --global-timeout SECS,
+  -K/--keep-machine-state, -I/--interactive, -o/--output_directory DIR,
+  --junit-xml FILE, --log-level LEVEL, --log-format text|json
+
+  exit codes: 0 pass, 1 test failed, 2 usage or script error, 3 global
+  timeout, 4 infrastructure error (the run could not be set up)
+
   image build --kind minimal|systemd --out DIR NAME...
         build test guests from Debian packages and write DIR/run-NAME-vm
         start scripts (nixpkgs run-<name>-vm contract)

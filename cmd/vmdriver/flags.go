@@ -1,0 +1,158 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vmdriver/vmdriver/driver"
+	"github.com/vmdriver/vmdriver/report"
+)
+
+// runFlags holds the command line of a test run. It accepts the current
+// nixos-test-driver spelling (--config) and the older one (--start-scripts,
+// --vlans, --global-timeout, a positional script), with the anchor's
+// environment variables as defaults.
+type runFlags struct {
+	config        string
+	startScripts  string
+	vmNames       string
+	vmScripts     string
+	vlans         string
+	globalTimeout string
+	keepState     bool
+	interactive   bool
+	noInteractive bool
+	outputDir     string
+	junitXML      string
+	logLevel      report.Level
+	logFormat     report.Format
+	debugHook     string
+	positional    []string
+}
+
+func newRunFlagSet(name string, f *runFlags, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(k string) string { return os.Getenv(k) }
+	fs.StringVar(&f.config, "config", "", "driver configuration `FILE` (JSON: vms, vlans, global_timeout, test_script)")
+	fs.StringVar(&f.config, "c", "", "short for --config")
+	fs.StringVar(&f.startScripts, "start-scripts", env("startScripts"), "space-separated start scripts (older spelling; env startScripts)")
+	fs.StringVar(&f.vmNames, "vm-names", env("vmNames"), "space-separated machine names, paired with --vm-start-scripts")
+	fs.StringVar(&f.vmScripts, "vm-start-scripts", env("vmStartScripts"), "space-separated start scripts, paired with --vm-names")
+	fs.StringVar(&f.vlans, "vlans", env("vlans"), "space-separated VLAN numbers (env vlans)")
+	fs.StringVar(&f.globalTimeout, "global-timeout", env("globalTimeout"), "global timeout in `SECONDS` (env globalTimeout; default 3600)")
+	fs.BoolVar(&f.keepState, "keep-machine-state", false, "reuse machine state (disk images) from a previous run")
+	fs.BoolVar(&f.keepState, "K", false, "short for --keep-machine-state")
+	fs.BoolVar(&f.keepState, "keep-vm-state", false, "deprecated spelling of --keep-machine-state")
+	fs.BoolVar(&f.interactive, "interactive", false, "drop into a REPL with every test symbol instead of running the script")
+	fs.BoolVar(&f.interactive, "I", false, "short for --interactive")
+	fs.BoolVar(&f.noInteractive, "no-interactive", false, "run the script (the default)")
+	fs.StringVar(&f.outputDir, "output_directory", "", "`DIR` for screenshots, copied files and reports (default: the current directory)")
+	fs.StringVar(&f.outputDir, "output-directory", "", "same as --output_directory")
+	fs.StringVar(&f.outputDir, "o", "", "short for --output_directory")
+	fs.StringVar(&f.junitXML, "junit-xml", "", "write a JUnit XML report to `FILE` (relative to the output directory)")
+	f.logLevel = report.LevelInfo
+	if lv := env("logLevel"); lv != "" {
+		f.logLevel.UnmarshalText([]byte(lv))
+	}
+	fs.TextVar(&f.logLevel, "log-level", f.logLevel, "debug, info, warning or error (env logLevel)")
+	fs.TextVar(&f.logFormat, "log-format", report.FormatText, "text, or json for one JSON object per line")
+	fs.StringVar(&f.debugHook, "debug-hook-attach", "", "accepted for compatibility; breakpoints are not supported")
+	return fs
+}
+
+// parseInterspersed parses flags and positional arguments in any order,
+// like Python's argparse does for nixos-test-driver.
+func parseInterspersed(fs *flag.FlagSet, args []string, f *runFlags) error {
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return nil
+		}
+		f.positional = append(f.positional, args[0])
+		args = args[1:]
+	}
+}
+
+// config turns the flags into a driver configuration. Flags override the
+// --config file's values.
+func (f *runFlags) driverConfig() (driver.Config, error) {
+	var c driver.Config
+	if f.config != "" {
+		var err error
+		c, err = driver.LoadConfig(f.config)
+		if err != nil {
+			return c, usageError{err.Error()}
+		}
+	}
+	if f.startScripts != "" {
+		for _, s := range strings.Fields(f.startScripts) {
+			c.Machines = append(c.Machines, driver.MachineConfig{Name: driver.MachineName(s), StartScript: s})
+		}
+	}
+	if f.vmNames != "" || f.vmScripts != "" {
+		names, scripts := strings.Fields(f.vmNames), strings.Fields(f.vmScripts)
+		if len(names) != len(scripts) {
+			return c, usageError{fmt.Sprintf("--vm-names has %d names but --vm-start-scripts has %d scripts", len(names), len(scripts))}
+		}
+		for i := range names {
+			c.Machines = append(c.Machines, driver.MachineConfig{Name: names[i], StartScript: scripts[i]})
+		}
+	}
+	if f.vlans != "" {
+		c.VLANs = nil
+		for _, v := range strings.Fields(f.vlans) {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return c, usageError{fmt.Sprintf("--vlans: %q is not a number", v)}
+			}
+			c.VLANs = append(c.VLANs, n)
+		}
+	}
+	if f.globalTimeout != "" {
+		secs, err := strconv.ParseFloat(f.globalTimeout, 64)
+		if err != nil || secs <= 0 {
+			return c, usageError{fmt.Sprintf("--global-timeout: %q is not a positive number of seconds", f.globalTimeout)}
+		}
+		c.GlobalTimeout = time.Duration(secs * float64(time.Second))
+	}
+	if f.keepState {
+		c.KeepState = true
+	}
+	if f.outputDir != "" {
+		c.OutputDir = f.outputDir
+	}
+	if c.OutputDir == "" {
+		c.OutputDir = "."
+	}
+	if st, err := os.Stat(c.OutputDir); err != nil || !st.IsDir() {
+		return c, usageError{fmt.Sprintf("output directory %q does not exist or is not a directory", c.OutputDir)}
+	}
+	if len(f.positional) > 0 {
+		c.TestScript = f.positional[0]
+	} else if c.TestScript == "" {
+		c.TestScript = os.Getenv("testScript")
+	}
+	if err := c.Validate(); err != nil {
+		return c, usageError{err.Error()}
+	}
+	return c, nil
+}
+
+// junitPath resolves --junit-xml against the output directory, like the
+// anchor.
+func (f *runFlags) junitPath(outDir string) string {
+	if f.junitXML == "" || filepath.IsAbs(f.junitXML) {
+		return f.junitXML
+	}
+	return filepath.Join(outDir, f.junitXML)
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/vmdriver/vmdriver/backend/qemu"
+	"github.com/vmdriver/vmdriver/driver"
+	"github.com/vmdriver/vmdriver/report"
+	"github.com/vmdriver/vmdriver/script"
+)
+
+// Exit codes of a test run, beyond exitOK, exitFail and exitUsage.
+const (
+	exitTimeout = 3 // the global timeout ended the run
+	exitInfra   = 4 // the run could not be set up (hypervisor missing, ...)
+)
+
+// testCmd is one way of running a test: a script file, a code string, a
+// check without running, or the nixos-test-driver command line.
+type testCmd int
+
+const (
+	cmdEvalFile testCmd = iota
+	cmdEval
+	cmdCheck
+	cmdCompat // invoked as nixos-test-driver
+)
+
+// runTest implements eval-file (run), eval, check and the
+// nixos-test-driver command line.
+func runTest(ctx context.Context, kind testCmd, name string, args []string, stdout, stderr io.Writer) int {
+	var f runFlags
+	fs := newRunFlagSet(name, &f, stderr)
+	if err := parseInterspersed(fs, args, &f); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "vmdriver: "+format+"\n", a...)
+		return code
+	}
+	var code string // for eval
+	if kind == cmdEval {
+		if len(f.positional) != 1 {
+			return fail(exitUsage, "eval takes exactly one argument, the code to run (got %d)", len(f.positional))
+		}
+		code, f.positional = f.positional[0], nil
+	}
+	if len(f.positional) > 1 {
+		return fail(exitUsage, "%s takes one test script, got %d arguments: %q", name, len(f.positional), f.positional)
+	}
+	cfg, err := f.driverConfig()
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+
+	// The script, read and checked before any machine starts.
+	var filename string
+	var src []byte
+	switch {
+	case kind == cmdEval:
+		filename, src = "<eval>", []byte(code)
+	case cfg.TestScript != "":
+		filename = cfg.TestScript
+		if src, err = os.ReadFile(filename); err != nil {
+			return fail(exitUsage, "reading the test script: %v", err)
+		}
+	case f.interactive:
+	default:
+		return fail(exitUsage, "no test script: give one as an argument, in --config's test_script, or in $testScript")
+	}
+	names := make([]string, 0, len(cfg.Machines))
+	for _, m := range cfg.Machines {
+		names = append(names, m.Name)
+	}
+	if src != nil {
+		if err := script.Check(filename, src, names); err != nil {
+			printScriptError(stderr, err)
+			return exitUsage
+		}
+	}
+	if kind == cmdCheck {
+		fmt.Fprintf(stdout, "%s: ok\n", filename)
+		return exitOK
+	}
+
+	log := report.New(report.Options{
+		Out:         stderr,
+		Format:      f.logFormat,
+		Color:       colorFor(stderr),
+		Level:       f.logLevel,
+		SerialToOut: true,
+		JUnit:       f.junitXML != "",
+	})
+	defer log.Close()
+	if f.debugHook != "" {
+		log.Warn("", "--debug-hook-attach is accepted for compatibility, but breakpoints are not supported")
+	}
+	start := time.Now()
+	d, err := driver.New(cfg, driver.WithLogger(log))
+	if err != nil {
+		log.Error("", err.Error())
+		return exitInfra
+	}
+	defer d.Close()
+
+	opts := script.Options{Driver: d, Filename: filename, Source: src, Stdout: stdout, Logger: log, Reporter: reporter{log}}
+	if f.interactive && !f.noInteractive {
+		return repl(ctx, opts, stdout, stderr)
+	}
+	err = script.Run(ctx, opts) // under the driver's global timeout
+	log.Info("", fmt.Sprintf("test script finished in %.2fs", time.Since(start).Seconds()))
+	d.Close()
+	if jp := f.junitPath(cfg.OutputDir); jp != "" {
+		if werr := log.WriteJUnitFile(jp); werr != nil {
+			log.Error("", fmt.Sprintf("writing the JUnit report: %v", werr))
+		}
+	}
+	return exitCode(err)
+}
+
+// exitCode maps a run's outcome to the documented exit codes.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, driver.ErrGlobalTimeout):
+		return exitTimeout
+	case errors.Is(err, qemu.ErrNoQEMU):
+		return exitInfra
+	case errors.Is(err, context.Canceled):
+		return exitFail
+	default:
+		return exitFail
+	}
+}
+
+func colorFor(w io.Writer) bool {
+	if f, ok := w.(*os.File); ok {
+		return report.ColorFor(f)
+	}
+	return false
+}
+
+// reporter adapts a *report.Logger to script.Reporter.
+type reporter struct{ *report.Logger }
+
+func (r reporter) Failure(msg string, loc *script.Location) {
+	if loc == nil {
+		r.Logger.Failure(msg, nil)
+		return
+	}
+	r.Logger.Failure(msg, &report.Location{File: loc.File, Line: loc.Line, Col: loc.Col, Source: loc.Source})
+}
+
+func printScriptError(w io.Writer, err error) {
+	var se *script.ScriptError
+	if errors.As(err, &se) {
+		fmt.Fprint(w, se.Traceback())
+		return
+	}
+	fmt.Fprintf(w, "vmdriver: %v\n", err)
+}

@@ -1,0 +1,252 @@
+package script_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmdriver/vmdriver/backend/mock"
+	"github.com/vmdriver/vmdriver/driver"
+	"github.com/vmdriver/vmdriver/script"
+)
+
+// testTimeout bounds every test's blocking calls.
+const testTimeout = 30 * time.Second
+
+func testCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// entry is one logged record.
+type entry struct{ kind, machine, msg string }
+
+func (e entry) String() string { return e.kind + "|" + e.machine + "|" + e.msg }
+
+// recLogger records everything logged, in order.
+type recLogger struct {
+	mu       sync.Mutex
+	entries  []entry
+	serialOn []bool
+}
+
+func (l *recLogger) add(kind, machine, msg string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries = append(l.entries, entry{kind, machine, msg})
+}
+
+func (l *recLogger) Info(machine, msg string)    { l.add("info", machine, msg) }
+func (l *recLogger) Warn(machine, msg string)    { l.add("warn", machine, msg) }
+func (l *recLogger) Serial(machine, line string) { l.add("serial", machine, line) }
+func (l *recLogger) Nested(machine, msg string) func(error) {
+	l.add("open", machine, msg)
+	return func(err error) {
+		if err != nil {
+			l.add("fail", machine, msg)
+		} else {
+			l.add("ok", machine, msg)
+		}
+	}
+}
+func (l *recLogger) Subtest(name string) func(error) {
+	l.add("subtest", "", name)
+	return func(err error) {
+		if err != nil {
+			l.add("subtest-fail", "", name)
+		} else {
+			l.add("subtest-ok", "", name)
+		}
+	}
+}
+func (l *recLogger) SetSerialOutput(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.serialOn = append(l.serialOn, on)
+}
+
+// all returns the entries of the given kinds ("" for all), as strings.
+func (l *recLogger) all(kinds ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, e := range l.entries {
+		if len(kinds) == 0 || slices.Contains(kinds, e.kind) {
+			out = append(out, e.String())
+		}
+	}
+	return out
+}
+
+func (l *recLogger) has(kind, substr string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.entries, func(e entry) bool { return e.kind == kind && strings.Contains(e.msg, substr) })
+}
+
+func (l *recLogger) count(kind, substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.entries {
+		if e.kind == kind && strings.Contains(e.msg, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+// failure is one Reporter.Failure call.
+type failure struct {
+	msg string
+	loc *script.Location
+}
+
+type recReporter struct {
+	mu       sync.Mutex
+	failures []failure
+	serial   []bool
+}
+
+func (r *recReporter) Failure(msg string, loc *script.Location) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures = append(r.failures, failure{msg, loc})
+}
+
+func (r *recReporter) SetSerialOutput(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.serial = append(r.serial, on)
+}
+
+func (r *recReporter) all() []failure {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.failures)
+}
+
+// env is a driver on the mock backend with recording logger and reporter.
+type env struct {
+	t      *testing.T
+	b      *mock.Backend
+	d      *driver.Driver
+	log    *recLogger
+	rep    *recReporter
+	stdout *bytes.Buffer
+	outDir string
+}
+
+type envConfig struct {
+	machines      []string
+	globalTimeout time.Duration
+	guest         func(name string, g *mock.Guest)
+}
+
+func newEnv(t *testing.T, cfg envConfig) *env {
+	t.Helper()
+	e := &env{t: t, log: &recLogger{}, rep: &recReporter{}, stdout: &bytes.Buffer{}, outDir: t.TempDir()}
+	var opts []mock.Option
+	if cfg.guest != nil {
+		opts = append(opts, mock.WithGuest(cfg.guest))
+	}
+	e.b = mock.New(opts...)
+	dc := driver.Config{OutputDir: e.outDir, GlobalTimeout: cfg.globalTimeout}
+	for _, n := range cfg.machines {
+		dc.Machines = append(dc.Machines, driver.MachineConfig{Name: n, StartScript: "/nonexistent/run-" + n + "-vm"})
+	}
+	d, err := driver.New(dc, driver.WithBackend(e.b), driver.WithLogger(e.log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	e.d = d
+	return e
+}
+
+// machines makes an env with one machine per name.
+func machines(t *testing.T, names ...string) *env {
+	t.Helper()
+	return newEnv(t, envConfig{machines: names})
+}
+
+// run runs src as the test script.
+func (e *env) run(src string) error {
+	e.t.Helper()
+	return script.Run(testCtx(e.t), e.opts(src))
+}
+
+func (e *env) opts(src string) script.Options {
+	return script.Options{Driver: e.d, Filename: "test.py", Source: []byte(src), Stdout: e.stdout, Reporter: e.rep}
+}
+
+// mustRun runs src and fails the test on error.
+func (e *env) mustRun(src string) {
+	e.t.Helper()
+	if err := e.run(src); err != nil {
+		e.t.Fatalf("script failed: %v\n%s", err, traceback(err))
+	}
+}
+
+// guest returns the named machine's current guest.
+func (e *env) guest(name string) *mock.Guest {
+	e.t.Helper()
+	g := e.b.Guest(name)
+	if g == nil {
+		e.t.Fatalf("machine %s was never started", name)
+	}
+	return g
+}
+
+// commands returns the guest's commands, without the driver's own `sync`.
+func (e *env) commands(name string) []string {
+	var out []string
+	for _, c := range e.guest(name).Commands() {
+		if c != "sync" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func traceback(err error) string {
+	var se *script.ScriptError
+	if errors.As(err, &se) {
+		return se.Traceback()
+	}
+	return ""
+}
+
+// scriptErr runs src, requires a *ScriptError and returns it.
+func (e *env) scriptErr(src string) *script.ScriptError {
+	e.t.Helper()
+	err := e.run(src)
+	var se *script.ScriptError
+	if !errors.As(err, &se) {
+		e.t.Fatalf("want a *ScriptError, got %T: %v", err, err)
+	}
+	return se
+}
+
+// wantErr runs src and requires an error whose message contains every
+// one of parts.
+func (e *env) wantErr(src string, parts ...string) *script.ScriptError {
+	e.t.Helper()
+	se := e.scriptErr(src)
+	for _, p := range parts {
+		if !strings.Contains(se.Msg, p) {
+			e.t.Errorf("error %q does not contain %q", se.Msg, p)
+		}
+	}
+	return se
+}
+
+// lines joins script lines.
+func lines(ls ...string) string { return strings.Join(ls, "\n") + "\n" }
