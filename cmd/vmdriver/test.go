@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend/qemu"
@@ -117,6 +118,9 @@ func runTest(ctx context.Context, kind testCmd, name string, args []string, stdo
 		return repl(ctx, opts, stdout, stderr)
 	}
 	err = script.Run(ctx, opts) // under the driver's global timeout
+	if err != nil {
+		reportFailure(log, err)
+	}
 	log.Info("", fmt.Sprintf("test script finished in %.2fs", time.Since(start).Seconds()))
 	d.Close()
 	if jp := f.junitPath(cfg.OutputDir); jp != "" {
@@ -161,11 +165,51 @@ func (r reporter) Failure(msg string, loc *script.Location) {
 	r.Logger.Failure(msg, &report.Location{File: loc.File, Line: loc.Line, Col: loc.Col, Source: loc.Source})
 }
 
-func printScriptError(w io.Writer, err error) {
+// reportFailure prints the error that ended the script, anchor style:
+// "!!!" lines with the script location, the source line and the message,
+// preceded by the script's call stack when it has more than one frame.
+func reportFailure(log *report.Logger, err error) {
 	var se *script.ScriptError
-	if errors.As(err, &se) {
-		fmt.Fprint(w, se.Traceback())
+	if !errors.As(err, &se) {
+		log.Failure(err.Error(), nil)
 		return
 	}
-	fmt.Fprintf(w, "vmdriver: %v\n", err)
+	msg := se.Msg
+	if len(se.Stack) > 1 {
+		msg = strings.TrimRight(se.Traceback(), "\n")
+	}
+	loc := se.Location
+	log.Failure(msg, &report.Location{File: loc.File, Line: loc.Line, Col: loc.Col, Source: loc.Source})
+}
+
+// printScriptError prints errors found before the script ran (rewrite,
+// syntax, unknown names) as "file:line:col: message" with the source line
+// and a caret under the column.
+func printScriptError(w io.Writer, err error) {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, err := range errs {
+		var se *script.ScriptError
+		if !errors.As(err, &se) {
+			fmt.Fprintf(w, "vmdriver: %v\n", err)
+			continue
+		}
+		fmt.Fprintf(w, "%s\n", se.Error())
+		if src := se.Location.Source; src != "" {
+			fmt.Fprintf(w, "    %s\n", src)
+			if c := se.Location.Col; c > 0 && c <= len(src)+1 {
+				pad := []byte(src[:c-1])
+				for i, b := range pad {
+					if b != '\t' {
+						pad[i] = ' '
+					}
+				}
+				fmt.Fprintf(w, "    %s^\n", pad)
+			}
+		}
+	}
 }
