@@ -10,7 +10,10 @@
 // on the member that has them; the main ones are:
 //
 //   - string positions (re match spans) are byte offsets, as everywhere in Starlark;
-//   - the re module runs on RE2: no backreferences or lookaround (a clear error);
+//   - the re module runs on RE2: no backreferences or lookaround (a clear error),
+//     \b is ASCII-only, and an empty match right after a match is skipped;
+//   - captured subprocess output is bytes unless text=True, as in Python, but
+//     Starlark bytes have no .decode(): str(b) decodes UTF-8;
 //   - a child process's stdin is /dev/null unless input= or stdin= says otherwise,
 //     because the driver's own stdin does not belong to the script;
 //   - os.environ is this run's private copy: changing it affects the children that

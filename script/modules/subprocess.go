@@ -215,7 +215,7 @@ func (m *Modules) subprocessRun(b *starlark.Builtin, args starlark.Tuple, kwargs
 		req.env = m.environ.List()
 	}
 
-	cp, err := m.runCommand(b.Name(), req)
+	cp, err := m.runCommand(m.ctx(), b.Name(), req)
 	if err != nil {
 		return nil, err
 	}
@@ -304,11 +304,10 @@ func lookPath(name string, env []string) (string, error) {
 
 // runCommand runs a host command to completion, or until the run's context is
 // cancelled or the timeout elapses; then the command's process group is killed.
-func (m *Modules) runCommand(fn string, req *runRequest) (cp *CompletedProcess, err error) {
+func (m *Modules) runCommand(ctx context.Context, fn string, req *runRequest) (cp *CompletedProcess, err error) {
 	end := m.nested("running host command: " + shellJoin(req.argv))
 	defer func() { end(err) }()
 
-	ctx := m.ctx()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: not started: %w", fn, context.Cause(ctx))
 	}
@@ -544,7 +543,7 @@ func (m *Modules) osSystem(_ *starlark.Thread, b *starlark.Builtin, args starlar
 		return nil, err
 	}
 	req := &runRequest{args: starlark.String(command), argv: []string{"/bin/sh", "-c", command}, env: m.environ.List()}
-	cp, err := m.runCommand(b.Name(), req)
+	cp, err := m.runCommand(m.ctx(), b.Name(), req)
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,9 @@ type recorder struct {
 	open []*withIterator // with blocks entered and not yet exited, innermost last
 }
 
-func (r *recorder) add(format string, args ...any) { r.log = append(r.log, fmt.Sprintf(format, args...)) }
+func (r *recorder) add(format string, args ...any) {
+	r.log = append(r.log, fmt.Sprintf(format, args...))
+}
 
 // fakeCM is a context manager: entering logs and yields value.
 type fakeCM struct {

@@ -99,6 +99,7 @@ func TestRewriteFString(t *testing.T) {
 		{"triple quoted with quotes", "x = f'''say \"{w}\"\n'''\n", "x = '''say \"{}\"\n'''.format(w)\n", false},
 		{"walrus-like spec", `x = f"{x:=10}"` + "\n", `x = "{}".format(fmt_("=10", x))` + "\n", false},
 		{"method on result", `x = f"{a}".upper()` + "\n", `x = "{}".format(a).upper()` + "\n", false},
+		{"inline body then more lines", "if x: f\"{a}\"\ny = 1\n", "if x: \"{}\".format(a)\ny = 1\n", false},
 		{"is None inside field", `x = f"{a is None}"` + "\n", `x = "{}".format(a == None)` + "\n", false},
 	})
 }
@@ -147,6 +148,8 @@ func TestRewriteStatements(t *testing.T) {
 			"x = \"with a as b: import c; assert d is None\"\n", false},
 		{"comments and blank lines", "# top\n\nx = 1  # one\n\n\n# end\n", "# top\n\nx = 1  # one\n\n\n# end\n", false},
 		{"no trailing newline", "assert x", "assert_(x)", false},
+		{"empty", "", "", false},
+		{"only comments", "# a\n\n   # b\n", "# a\n\n   # b\n", false},
 		{"crlf", "x = 1\r\nassert x\r\n", "x = 1\nassert_(x)\n", false},
 	})
 }
