@@ -28,8 +28,9 @@ images: deps build
 	$(BIN) image build --kind minimal --out $(IMAGES)/minimal minimal
 	$(BIN) image build --kind systemd --out $(IMAGES)/systemd systemd
 
+# Runs an example NixOS-style test script against the minimal guest.
 demo: images
-	$(GO) test -count=1 -v -run 'Example|TestDemo' ./examples/...
+	$(BIN) eval-file examples/scripts/minimal.py --start-scripts $(IMAGES)/minimal/run-minimal-vm
 
 vet:
 	$(GO) vet ./...
@@ -44,7 +45,7 @@ test-unit:
 	$(GO) test -count=1 -race -short ./...
 
 bench: images
-	VMDRIVER_REQUIRE_VM=1 $(GO) run ./cmd/vmdriver-bench -out docs/benchmarks.md
+	VMDRIVER_REQUIRE_VM=1 $(GO) run ./cmd/vmdriver-bench -vmdriver $(BIN) -out docs/benchmarks.md
 
 clean:
 	rm -rf $(BUILD)

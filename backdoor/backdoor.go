@@ -6,9 +6,10 @@
 // script. This package stays wire-compatible with that guest side, but
 // improves on the Python driver's host side: one round trip per command,
 // a host-side deadline on every read, banner detection that survives any
-// split, exit statuses taken as they come, byte-exact output with its
-// integrity checked, and a reader that drains the stream continuously so
-// QEMU's virtconsole never drops bytes.
+// split, exit statuses taken as they come, byte-exact output whose length
+// is checked against the guest console's own byte counter (see wire.go),
+// a reader that drains the stream continuously so QEMU's virtconsole
+// should never drop bytes, and recovery when the guest reboots.
 package backdoor
 
 import (
@@ -30,6 +31,11 @@ var (
 	// ErrBusy is returned when an earlier command outlived its deadline
 	// and still occupies the guest shell.
 	ErrBusy = errors.New("backdoor: shell still busy with an earlier command")
+	// ErrRestarted is returned for a command in flight when the guest
+	// printed the banner again: the guest rebooted and the shell that had
+	// the command is gone (whether it ran is unknown). The Shell sets up the
+	// new guest shell by itself; later commands run there.
+	ErrRestarted = errors.New("backdoor: guest shell restarted: the guest rebooted")
 )
 
 // Result is the outcome of one command.
@@ -50,7 +56,8 @@ type RunOptions struct {
 	// NoStatus reads the output but does not require an exit status (for
 	// commands that end the machine, such as poweroff); Result.Status is
 	// then -1 unless the status arrived anyway, and a connection that
-	// closes after the command was sent is not an error.
+	// closes, or a guest that reboots, after the command was sent is not
+	// an error.
 	NoStatus bool
 	// HeldWarning, when positive, is how long after the command exited
 	// with its stdout still held open (a background process inherited it)
@@ -81,6 +88,11 @@ func WithPreBanner(fn func(line string)) Option {
 
 // WithoutBanner declares that the guest shell is already running and set
 // up (for example after restoring a snapshot), so no banner will come.
+// The guest's console byte counter then predates the connection: WaitReady
+// asks the shell for a fresh baseline (and sends the whole set-up if the
+// shell turns out not to have it); without WaitReady the first command's
+// end marker becomes the baseline, so only that command's output length
+// goes unchecked.
 func WithoutBanner() Option {
 	return func(c *config) { c.ready = true }
 }
@@ -102,15 +114,28 @@ func New(conn net.Conn, opts ...Option) *Shell {
 }
 
 // WaitReady waits until the guest printed the banner (split however the
-// stream splits it) and the shell accepted the driver's set-up.
-func (s *Shell) WaitReady(ctx context.Context) error { return s.waitReady(ctx) }
+// stream splits it) and the shell accepted the driver's set-up. After
+// ExpectRestart it waits for the next banner.
+func (s *Shell) WaitReady(ctx context.Context) error { return s.ready(ctx, true) }
+
+// ExpectRestart declares that the guest is about to reboot (the caller is
+// rebooting it on purpose, say by ctrl-alt-delete): the current guest shell
+// no longer counts as ready, so WaitReady, Run and Send wait for the next
+// banner and the set-up that follows it. Call it before triggering the
+// reboot, and do not send the rebooting command itself with Run or Send
+// after calling it (they would wait for the restart). Without it a reboot
+// is still handled when its banner arrives: commands in flight then fail
+// with ErrRestarted and the new shell is set up automatically.
+func (s *Shell) ExpectRestart() { s.expectRestart() }
 
 // Run runs cmd in the guest with `set -euo pipefail` in a fresh subshell
 // whose stdin is /dev/null, and returns its exit status and stdout.
 // A non-zero status is not an error. Errors mean the exchange itself
 // failed: ctx ended (the error then says whether the command was still
 // running or had exited with a background process holding its stdout),
-// the connection closed, or output was corrupted.
+// the connection closed (ErrClosed), output was corrupted (ErrCorrupt),
+// or the guest rebooted before the command ended (ErrRestarted). Run
+// first waits, within ctx, until the shell is ready.
 func (s *Shell) Run(ctx context.Context, cmd string, opts RunOptions) (Result, error) {
 	return s.run(ctx, cmd, opts)
 }

@@ -37,19 +37,32 @@ type GuestReply struct {
 }
 
 // GuestHandler computes the reply to one command. ctx ends when the fake
-// guest stops (its ctx ended or the connection closed).
+// guest stops (its ctx ended or the connection closed) or restarts.
 type GuestHandler func(ctx context.Context, req GuestRequest) GuestReply
 
 // FakeGuestOptions tunes ServeGuest.
 type FakeGuestOptions struct {
 	// NoBanner skips the banner: the shell is already set up, as after a
-	// restore (pair with WithoutBanner).
+	// restore (pair with WithoutBanner). Its console byte counter then
+	// starts at an arbitrary value, as a restored guest's would.
 	NoBanner bool
-	// PreBanner is text written before the banner, verbatim.
+	// PreBanner is text written before the banner (and before it again
+	// after a restart), verbatim.
 	PreBanner string
 	// Raw is called with unframed input lines such as "poweroff" (without
 	// the newline), in order with the commands around them.
 	Raw func(text string)
+	// NoCounter makes the fake answer like a guest without debugfs: no
+	// console byte counter, output in the wrapped fallback shape.
+	NoCounter bool
+	// Restart reboots the fake guest whenever a value arrives: the command
+	// it is answering gets no more output (its handler's ctx ends), input
+	// it has not acted on is lost, its byte counter starts again from zero,
+	// and it writes PreBanner and the banner again. The new shell answers
+	// only once the host has sent the set-up again, as a real one. A
+	// handler may send on it (buffered) to make its command reboot the
+	// guest.
+	Restart <-chan struct{}
 }
 
 // ServeGuest plays the guest side of the protocol on conn until ctx ends
@@ -58,8 +71,8 @@ type FakeGuestOptions struct {
 //
 // It parses exactly what Shell sends and answers in the wire format a real
 // guest bash produces with the prelude installed, including the status
-// marker in the middle of the base64 text. Handler calls run one at a
-// time, in order.
+// marker in the middle of the base64 text and the console byte counts
+// (it counts what it writes). Handler calls run one at a time, in order.
 func ServeGuest(ctx context.Context, conn net.Conn, h GuestHandler, opts FakeGuestOptions) error {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -69,10 +82,11 @@ func ServeGuest(ctx context.Context, conn net.Conn, h GuestHandler, opts FakeGue
 	defer stop()
 
 	g := &fakeGuest{conn: conn, h: h, opts: opts, sig: make(chan struct{}, 1)}
-	if !opts.NoBanner {
-		if err := g.write([]byte(opts.PreBanner + Banner + "\n")); err != nil {
-			return g.result(parent, err)
-		}
+	if opts.NoBanner {
+		g.installed = true
+		g.sent = restoredCounter
+	} else if err := g.write([]byte(opts.PreBanner + Banner + "\n")); err != nil {
+		return g.result(parent, err)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -90,20 +104,30 @@ func ServeGuest(ctx context.Context, conn net.Conn, h GuestHandler, opts FakeGue
 	return g.result(parent, err)
 }
 
+// restoredCounter is the fake's console counter at the start of a
+// NoBanner session: what the guest had sent before the snapshot.
+const restoredCounter = 1<<20 + 12345
+
 type fakeGuest struct {
 	conn net.Conn
 	h    GuestHandler
 	opts FakeGuestOptions
 
-	mu      sync.Mutex
-	items   []fakeItem
-	sig     chan struct{}
-	readErr error // set before the reader's cancel
+	// used by the work goroutine only
+	sent      int64 // the console's byte counter: bytes written
+	installed bool  // the shell has the prelude
+
+	mu       sync.Mutex
+	items    []fakeItem
+	sig      chan struct{}
+	restarts int   // restarts asked for and not yet played
+	readErr  error // set before the reader's cancel
 }
 
-// fakeItem is one unit of input: a framed command, an ack, or a raw line.
+// fakeItem is one unit of input: a framed command, an ack request from
+// the prelude or a rebaseline request, or a raw line.
 type fakeItem struct {
-	kind byte // 'c' command, 'a' ack, 'r' raw
+	kind byte // 'c' command, 'a' prelude ack, 'q' rebaseline, 'r' raw
 	id   string
 	req  GuestRequest
 	raw  string
@@ -145,6 +169,9 @@ func (g *fakeGuest) readLoop() {
 		case setup[text]:
 		case strings.HasPrefix(text, ackPrefix):
 			g.push(fakeItem{kind: 'a', id: strings.TrimPrefix(text, ackPrefix)})
+		case strings.HasPrefix(text, rebaselinePrefix):
+			id, _, _ := strings.Cut(strings.TrimPrefix(text, rebaselinePrefix), " ")
+			g.push(fakeItem{kind: 'q', id: id})
 		case strings.HasPrefix(text, "__vmd ") || strings.HasPrefix(text, "__vmdt "):
 			it, err := parseFramed(r, line)
 			if err != nil {
@@ -238,13 +265,61 @@ func (w *wordScanner) feed(s string) bool {
 }
 
 func (g *fakeGuest) write(b []byte) error {
-	_, err := g.conn.Write(b)
+	n, err := g.conn.Write(b)
+	g.sent += int64(n)
 	return err
+}
+
+// addRestart records a value received from opts.Restart.
+func (g *fakeGuest) addRestart() {
+	g.mu.Lock()
+	g.restarts++
+	g.mu.Unlock()
+}
+
+// restartPending reports whether a restart is pending, taking a value
+// that is waiting on opts.Restart.
+func (g *fakeGuest) restartPending() bool {
+	select {
+	case <-g.opts.Restart:
+		g.addRestart()
+	default:
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.restarts > 0
+}
+
+// takeRestart reports a pending restart and, if there is one, forgets
+// the input not acted on yet.
+func (g *fakeGuest) takeRestart() bool {
+	if !g.restartPending() {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.restarts = 0
+	g.items = nil
+	return true
+}
+
+// restart plays the reboot: a new kernel (counter at zero), a new shell
+// without the prelude, the banner.
+func (g *fakeGuest) restart() error {
+	g.installed = false
+	g.sent = 0
+	return g.write([]byte(g.opts.PreBanner + Banner + "\n"))
 }
 
 // work answers the queued input in order.
 func (g *fakeGuest) work(ctx context.Context) error {
 	for {
+		if g.takeRestart() {
+			if err := g.restart(); err != nil {
+				return g.workErr(ctx, err)
+			}
+			continue
+		}
 		g.mu.Lock()
 		var it fakeItem
 		ok := len(g.items) > 0
@@ -257,6 +332,9 @@ func (g *fakeGuest) work(ctx context.Context) error {
 			select {
 			case <-g.sig:
 				continue
+			case <-g.opts.Restart:
+				g.addRestart()
+				continue
 			case <-ctx.Done():
 				return nil
 			}
@@ -264,29 +342,79 @@ func (g *fakeGuest) work(ctx context.Context) error {
 		var err error
 		switch it.kind {
 		case 'a':
-			err = g.write([]byte("\036a" + it.id + "\n"))
+			g.installed = true
+			err = g.ack(it.id)
+		case 'q':
+			if g.installed {
+				err = g.ack(it.id)
+			} else {
+				err = g.write([]byte("\036a" + it.id + " !\n"))
+			}
 		case 'r':
 			if g.opts.Raw != nil {
 				g.opts.Raw(it.raw)
 			}
 		case 'c':
-			err = g.answer(ctx, it)
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if g.installed { // else bash: "__vmd: command not found"
+				err = g.answer(ctx, it)
 			}
-			return err
+		}
+		if err != nil && err != errRestarting {
+			return g.workErr(ctx, err)
 		}
 	}
 }
 
+func (g *fakeGuest) workErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// errRestarting cuts an answer short when the fake guest reboots.
+var errRestarting = errors.New("fake guest: restarting")
+
+func (g *fakeGuest) ack(id string) error {
+	if g.opts.NoCounter {
+		return g.write([]byte("\036a" + id + " nodebugfs\n"))
+	}
+	return g.write([]byte("\036a" + id + " " + strconv.FormatInt(g.sent, 10) + "\n"))
+}
+
 func (g *fakeGuest) answer(ctx context.Context, it fakeItem) error {
-	if err := g.write([]byte("\036s" + it.id + "\n")); err != nil {
+	mode := modeCounted
+	if g.opts.NoCounter {
+		mode = modeWrapped
+	}
+	if err := g.write([]byte("\036s" + it.id + " " + mode + "\n")); err != nil {
 		return err
 	}
-	rep := g.h(ctx, it.req)
-	text := wrapBase64(rep.Output)
+	// A restart while the handler runs ends its ctx. The helper is
+	// joined before looking, so a value the handler itself sent is seen.
+	hctx, hcancel := context.WithCancel(ctx)
+	hdone := make(chan struct{})
+	go func() {
+		defer close(hdone)
+		select {
+		case <-g.opts.Restart:
+			g.addRestart()
+			hcancel()
+		case <-hctx.Done():
+		}
+	}()
+	rep := g.h(hctx, it.req)
+	hcancel()
+	<-hdone
+	if g.restartPending() {
+		return errRestarting
+	}
+	var text []byte
+	if g.opts.NoCounter {
+		text = wrapBase64(rep.Output)
+	} else {
+		text = []byte(base64.StdEncoding.EncodeToString(rep.Output))
+	}
 	half := len(text) / 2
 	var b []byte
 	b = append(b, text[:half]...)
@@ -295,16 +423,38 @@ func (g *fakeGuest) answer(ctx context.Context, it fakeItem) error {
 	if err := g.write(b); err != nil {
 		return err
 	}
-	if rep.Hold > 0 {
-		t := time.NewTimer(rep.Hold)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+	if err := g.hold(ctx, rep.Hold); err != nil {
+		return err
+	}
+	if g.opts.NoCounter {
+		return g.write([]byte("\036e" + it.id + "\n"))
+	}
+	return g.write([]byte("\036e" + it.id + " " + strconv.FormatInt(g.sent, 10) + "\n"))
+}
+
+// hold keeps stdout open for d, as a background child would, unless the
+// guest restarts.
+func (g *fakeGuest) hold(ctx context.Context, d time.Duration) error {
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+	wait:
+		for {
+			select {
+			case <-t.C:
+				break wait
+			case <-g.opts.Restart:
+				g.addRestart()
+				return errRestarting
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
-	return g.write([]byte("\036e" + it.id + "\n"))
+	if g.restartPending() {
+		return errRestarting
+	}
+	return nil
 }
 
 // wrapBase64 encodes b the way base64(1) does by default: 76 columns, a

@@ -26,10 +26,14 @@ const defaultHeldWarning = 3 * time.Second
 // callbacks cannot slow the reads down either. The writer performs
 // writes, so that a write cut short by a caller's deadline still
 // completes and never leaves half a command in the guest's script.
+//
+// Every banner starts a new epoch: a new guest shell that needs the
+// prelude, which the reader queues at once. Commands belong to the epoch
+// they were registered in; the writer drops those of an earlier epoch, and
+// the parser fails them when the banner arrives.
 type impl struct {
-	conn           net.Conn
-	cfg            config
-	requirePrelude bool
+	conn net.Conn
+	cfg  config
 
 	// reader → notifier
 	nmu   sync.Mutex
@@ -40,13 +44,14 @@ type impl struct {
 	mu         sync.Mutex
 	p          *parser
 	changed    chan struct{} // closed and replaced whenever p advances
-	bannerCh   chan struct{} // closed when the banner has been seen
-	bannerDone bool          // bannerCh is closed
 	closedCh   chan struct{} // closed when the connection has ended
 	closeErr   error
 	nextID     uint64
-	setup      *command // the prelude in flight, if any
-	setupDone  bool
+	epoch      int      // guest shells seen: banners (WithoutBanner counts one)
+	banners    int      // p.banners already counted in epoch
+	need       int      // the epoch readiness waits for (ExpectRestart raises it)
+	setupEpoch int      // the epoch whose shell acknowledged the set-up
+	setup      *command // the set-up request in flight, if any
 
 	runLock chan struct{} // cap 1: held by the one Run talking to the guest
 
@@ -63,7 +68,10 @@ type impl struct {
 
 type writeJob struct {
 	data    []byte
+	epoch   int  // written only while this is the current epoch; 0: always
+	async   bool // nobody waits: a failure closes the connection
 	started bool // guarded by wmu
+	dropped bool // not written: its epoch had passed
 	err     error
 	done    chan struct{}
 }
@@ -73,14 +81,12 @@ func newShell(conn net.Conn, c config) *Shell {
 	m := &s.impl
 	m.conn = conn
 	m.cfg = c
-	m.requirePrelude = !c.ready
 	m.nsig = make(chan struct{}, 1)
 	m.p = newParser(c.ready)
 	m.changed = make(chan struct{})
-	m.bannerCh = make(chan struct{})
+	m.need = 1
 	if c.ready {
-		close(m.bannerCh)
-		m.bannerDone = true
+		m.epoch = 1
 	}
 	m.closedCh = make(chan struct{})
 	// Start the ids at a random point so that replies to an earlier
@@ -113,16 +119,13 @@ func (m *impl) readLoop() {
 		if n > 0 {
 			m.mu.Lock()
 			m.p.feed(buf[:n])
+			m.afterFeed()
 			notes := m.p.notes
 			m.p.notes = nil
 			if m.p.changed {
 				m.p.changed = false
 				close(m.changed)
 				m.changed = make(chan struct{})
-			}
-			if m.p.bannerSeen && !m.bannerDone {
-				close(m.bannerCh)
-				m.bannerDone = true
 			}
 			m.mu.Unlock()
 			if len(notes) > 0 {
@@ -137,6 +140,47 @@ func (m *impl) readLoop() {
 			return
 		}
 	}
+}
+
+// afterFeed moves the set-up along after the parser saw banners or acks;
+// m.mu must be held.
+func (m *impl) afterFeed() {
+	if m.p.banners > m.banners {
+		// A new guest shell (the parser has failed what the old one had).
+		m.epoch += m.p.banners - m.banners
+		m.banners = m.p.banners
+		m.setup = nil
+		m.startSetup(true)
+	}
+	if s := m.setup; s != nil && s.ended {
+		m.setup = nil
+		switch {
+		case s.epoch != m.epoch:
+		case s.ack == "!":
+			// The restored shell lacks this version's prelude.
+			m.startSetup(true)
+		default:
+			m.setupEpoch = m.epoch
+		}
+	}
+}
+
+// startSetup queues the prelude (full) or the rebaseline request for the
+// current epoch; m.mu must be held.
+func (m *impl) startSetup(full bool) {
+	c := m.register("", kindSetup)
+	m.setup = c
+	text := rebaselineRequest(c.id)
+	if full {
+		text = prelude(c.id)
+	}
+	job := &writeJob{data: []byte(text), epoch: c.epoch, async: true, done: make(chan struct{})}
+	m.wmu.Lock()
+	if !m.wclosed {
+		m.wq = append(m.wq, job)
+	}
+	m.wmu.Unlock()
+	signal(m.wsig)
 }
 
 // notifyLoop runs the callbacks, in order, until the connection has ended
@@ -219,9 +263,25 @@ func (m *impl) writeLoop() {
 			}
 			return
 		}
+		if job.epoch != 0 {
+			m.mu.Lock()
+			stale := job.epoch != m.epoch
+			m.mu.Unlock()
+			if stale {
+				// Meant for a guest shell that is gone: the new one must
+				// get the prelude first, and the command already failed.
+				job.dropped = true
+				job.err = ErrRestarted
+				close(job.done)
+				continue
+			}
+		}
 		_, err := m.conn.Write(job.data)
 		if err != nil {
 			job.err = fmt.Errorf("%w: writing to the guest shell: %w", ErrClosed, err)
+			if job.async {
+				m.conn.Close() // nobody else would notice
+			}
 		}
 		close(job.done)
 	}
@@ -237,11 +297,12 @@ func (m *impl) closedError() error {
 	return fmt.Errorf("%w: closed by the host", ErrClosed)
 }
 
-// write sends data through the writer. sent reports whether any of it may
-// have reached the guest: once a write has begun it is always completed,
-// even if ctx ends first, so the guest never sees half a command.
-func (m *impl) write(ctx context.Context, data []byte) (sent bool, err error) {
-	job := &writeJob{data: data, done: make(chan struct{})}
+// write sends data through the writer; epoch (0: any) is the guest shell
+// it is meant for. sent reports whether any of it may have reached the
+// guest: once a write has begun it is always completed, even if ctx ends
+// first, so the guest never sees half a command.
+func (m *impl) write(ctx context.Context, data []byte, epoch int) (sent bool, err error) {
+	job := &writeJob{data: data, epoch: epoch, done: make(chan struct{})}
 	m.wmu.Lock()
 	if m.wclosed {
 		m.wmu.Unlock()
@@ -252,7 +313,7 @@ func (m *impl) write(ctx context.Context, data []byte) (sent bool, err error) {
 	signal(m.wsig)
 	select {
 	case <-job.done:
-		return true, job.err
+		return !job.dropped, job.err
 	case <-ctx.Done():
 		m.wmu.Lock()
 		started := job.started
@@ -283,71 +344,51 @@ func (m *impl) lock(ctx context.Context) error {
 
 func (m *impl) unlock() { <-m.runLock }
 
-func (m *impl) waitReady(ctx context.Context) error {
-	if err := m.waitBanner(ctx); err != nil {
-		return err
-	}
-	if err := m.lock(ctx); err != nil {
-		return err
-	}
-	defer m.unlock()
-	return m.ensureSetup(ctx)
-}
-
-func (m *impl) waitBanner(ctx context.Context) error {
-	select {
-	case <-m.bannerCh:
-		return nil
-	case <-m.closedCh:
-		return fmt.Errorf("backdoor: waiting for the guest shell banner: %w", m.closedError())
-	case <-ctx.Done():
-		return fmt.Errorf("backdoor: the guest shell printed no %q banner yet (is the backdoor service running in the guest?): %w", Banner, ctx.Err())
-	}
-}
-
-// ensureSetup sends the prelude once and waits for its ack. The run lock
-// must be held. With WithoutBanner the prelude is sent again (it is
-// idempotent): this also proves that the restored guest shell answers.
-func (m *impl) ensureSetup(ctx context.Context) error {
+// ready waits until framed commands can be sent: a guest shell is up
+// (the epoch ExpectRestart asked for) and has acknowledged the set-up. With
+// WithoutBanner the restored shell counts as set up for Run and Send (its
+// first end marker sets the byte-count baseline); WaitReady (full) asks it
+// for a fresh ack instead.
+func (m *impl) ready(ctx context.Context, full bool) error {
 	m.mu.Lock()
-	if m.setupDone {
-		m.mu.Unlock()
-		return nil
-	}
-	c := m.setup
-	if c == nil {
-		c = m.register("", kindSetup)
-		m.setup = c
-		m.mu.Unlock()
-		sent, err := m.write(ctx, []byte(prelude(c.id)))
-		if !sent {
-			m.mu.Lock()
-			delete(m.p.cmds, c.id)
-			m.setup = nil
-			m.mu.Unlock()
+	defer m.mu.Unlock()
+	for {
+		if m.closeErr != nil {
+			if m.epoch == 0 {
+				return fmt.Errorf("backdoor: waiting for the guest shell banner: %w", m.closeErr)
+			}
+			return fmt.Errorf("backdoor: setting up the guest shell: %w", m.closeErr)
 		}
-		if err != nil {
-			return fmt.Errorf("backdoor: setting up the guest shell: %w", err)
+		if m.epoch >= m.need {
+			if m.setupEpoch == m.epoch || (!full && m.cfg.ready && m.epoch == 1) {
+				return nil
+			}
+			if m.setup == nil {
+				m.startSetup(!(m.cfg.ready && m.epoch == 1))
+			}
 		}
-		m.mu.Lock()
-	}
-	for !c.ended {
 		ch := m.changed
 		m.mu.Unlock()
 		select {
 		case <-ch:
+			m.mu.Lock()
 		case <-ctx.Done():
+			m.mu.Lock()
+			switch {
+			case m.epoch == 0:
+				return fmt.Errorf("backdoor: the guest shell printed no %q banner yet (is the backdoor service running in the guest?): %w", Banner, ctx.Err())
+			case m.epoch < m.need:
+				return fmt.Errorf("backdoor: waiting for the guest shell to restart (ExpectRestart): no new %q banner yet: %w", Banner, ctx.Err())
+			}
 			return fmt.Errorf("backdoor: the guest shell did not acknowledge the driver's set-up: %w", ctx.Err())
 		}
-		if m.closedNow() {
-			return fmt.Errorf("backdoor: setting up the guest shell: %w", m.closedError())
-		}
-		m.mu.Lock()
 	}
-	m.setupDone = true
-	m.setup = nil
+}
+
+func (m *impl) expectRestart() {
+	m.mu.Lock()
+	m.need = m.epoch + 1
 	m.mu.Unlock()
-	return nil
 }
 
 func (m *impl) closedNow() bool {
@@ -361,33 +402,20 @@ func (m *impl) closedNow() bool {
 
 // register allocates an id and tracks the command; m.mu must be held.
 func (m *impl) register(text string, kind cmdKind) *command {
-	c := &command{id: m.nextID, text: text, kind: kind, want: kind == kindRun, sentAt: time.Now()}
+	c := &command{id: m.nextID, text: text, kind: kind, want: kind == kindRun, sentAt: time.Now(), epoch: m.epoch}
 	m.nextID++
 	m.p.cmds[c.id] = c
 	return c
 }
 
-// ready makes sure the prelude is in place for framed commands.
-func (m *impl) ready(ctx context.Context, locked bool) error {
-	if !m.requirePrelude {
-		return nil
-	}
+// unregister forgets c if it is still tracked (a restart may have failed
+// it already).
+func (m *impl) unregister(c *command) {
 	m.mu.Lock()
-	done := m.setupDone
+	if m.p.cmds[c.id] == c {
+		delete(m.p.cmds, c.id)
+	}
 	m.mu.Unlock()
-	if done {
-		return nil
-	}
-	if err := m.waitBanner(ctx); err != nil {
-		return err
-	}
-	if !locked {
-		if err := m.lock(ctx); err != nil {
-			return err
-		}
-		defer m.unlock()
-	}
-	return m.ensureSetup(ctx)
 }
 
 // waitIdle waits until no earlier framed command is outstanding, so that
@@ -434,7 +462,7 @@ func (m *impl) run(ctx context.Context, cmd string, opts RunOptions) (Result, er
 		return Result{}, err
 	}
 	defer m.unlock()
-	if err := m.ready(ctx, true); err != nil {
+	if err := m.ready(ctx, false); err != nil {
 		return Result{}, err
 	}
 	if err := m.waitIdle(ctx); err != nil {
@@ -443,15 +471,10 @@ func (m *impl) run(ctx context.Context, cmd string, opts RunOptions) (Result, er
 	m.mu.Lock()
 	c := m.register(cmd, kindRun)
 	m.mu.Unlock()
-	sent, err := m.write(ctx, []byte(frame(c.id, cmd, opts.Timeout)))
+	sent, err := m.write(ctx, []byte(frame(c.id, cmd, opts.Timeout)), c.epoch)
 	if !sent {
-		m.mu.Lock()
-		delete(m.p.cmds, c.id)
-		m.mu.Unlock()
-		if ctx.Err() != nil && err == ctx.Err() {
-			return Result{}, fmt.Errorf("backdoor: command %s not sent: %w", shortCmd(cmd), err)
-		}
-		return Result{}, err
+		m.unregister(c)
+		return Result{}, fmt.Errorf("backdoor: command %s not sent: %w", shortCmd(cmd), err)
 	}
 	if err != nil && ctx.Err() == nil {
 		return Result{}, err
@@ -477,6 +500,10 @@ func (m *impl) wait(ctx context.Context, c *command, opts RunOptions) (Result, e
 		if c.ended {
 			defer m.mu.Unlock()
 			switch {
+			case c.restarted && opts.NoStatus:
+				return c.result(c.partial()), nil
+			case c.restarted:
+				return Result{}, fmt.Errorf("backdoor: command %s did not finish: %w (the shell is set up again; later commands run in the new guest shell)", shortCmd(c.text), ErrRestarted)
 			case c.err != nil:
 				return Result{}, fmt.Errorf("backdoor: command %s: %w", shortCmd(c.text), c.err)
 			case !c.hasStatus && !opts.NoStatus:
@@ -556,11 +583,9 @@ func (m *impl) send(ctx context.Context, cmd string) error {
 	m.mu.Lock()
 	c := m.register(cmd, kindSend)
 	m.mu.Unlock()
-	sent, err := m.write(ctx, []byte(frame(c.id, cmd, 0)))
+	sent, err := m.write(ctx, []byte(frame(c.id, cmd, 0)), c.epoch)
 	if !sent {
-		m.mu.Lock()
-		delete(m.p.cmds, c.id)
-		m.mu.Unlock()
+		m.unregister(c)
 	}
 	switch {
 	case err == nil:
@@ -572,7 +597,7 @@ func (m *impl) send(ctx context.Context, cmd string) error {
 }
 
 func (m *impl) sendRaw(ctx context.Context, text string) error {
-	if _, err := m.write(ctx, []byte(text)); err != nil {
+	if _, err := m.write(ctx, []byte(text), 0); err != nil {
 		return fmt.Errorf("backdoor: writing raw text to the guest shell: %w", err)
 	}
 	return nil

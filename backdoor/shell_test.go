@@ -243,6 +243,9 @@ func TestBackgroundChildFinishes(t *testing.T) {
 	})
 }
 
+// TestCorruptionDetected drops bytes between guest and host, as QEMU's
+// virtconsole does: with the console counter any loss is found and its
+// size named; without it the line check finds a dropped page.
 func TestCorruptionDetected(t *testing.T) {
 	data := make([]byte, 1<<20)
 	rand.Read(data)
@@ -251,13 +254,29 @@ func TestCorruptionDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	forEachGuest(t, func(t *testing.T, g guest) {
-		s := readyShell(t, &dropConn{Conn: g.start(t), from: 100000, n: 4096})
-		_, err := s.Run(testCtx(t, testTimeout), "cat "+shellQuote(file), RunOptions{})
-		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "line") || !strings.Contains(err.Error(), "lost") {
-			t.Fatalf("got %v, want ErrCorrupt naming the bad line", err)
+		conn := &dropConn{Conn: g.start(t)}
+		s := readyShell(t, conn)
+		sizes := []int64{4096}
+		if g.counted {
+			sizes = []int64{77, 1, 4096, 3 * 77 * 4096}
 		}
-		if r := run(t, s, "echo fine", RunOptions{}); string(r.Output) != "fine\n" {
-			t.Fatalf("after corruption: got %q", r.Output)
+		for _, n := range sizes {
+			conn.dropAt(100000, n)
+			_, err := s.Run(testCtx(t, testTimeout), "cat "+shellQuote(file), RunOptions{})
+			want := "line"
+			if g.counted {
+				want = fmt.Sprintf(" %s between guest and host", bytesLost(n))
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "lost") {
+				t.Fatalf("%d bytes dropped: got %v, want ErrCorrupt containing %q", n, err, want)
+			}
+			if r := run(t, s, "echo fine", RunOptions{}); string(r.Output) != "fine\n" {
+				t.Fatalf("after corruption: got %q", r.Output)
+			}
+		}
+		r := run(t, s, "cat "+shellQuote(file), RunOptions{})
+		if !bytes.Equal(r.Output, data) {
+			t.Fatalf("after the losses: got %d bytes, want the %d of the file", len(r.Output), len(data))
 		}
 	})
 }
@@ -376,7 +395,7 @@ func TestWithoutBanner(t *testing.T) {
 		// The banner still arrives here, as unexpected output; the prelude
 		// is sent by WaitReady all the same.
 		logs := newLogRecorder()
-		s := readyShell(t, startBash(t, ""), WithoutBanner(), WithLogf(logs.logf))
+		s := readyShell(t, startBash(t, bashOptions{ports: true}), WithoutBanner(), WithLogf(logs.logf))
 		if r := run(t, s, "echo restored", RunOptions{}); string(r.Output) != "restored\n" {
 			t.Fatalf("got %q", r.Output)
 		}
