@@ -53,10 +53,13 @@ const (
 
 // Kernel parameters. ttyS0 comes last so it is /dev/console (the serial
 // log); tty0 keeps a VGA text console so /dev/vcs1 exists. panic=1 with
-// QEMU's -no-reboot turns a guest panic into a QEMU exit.
+// QEMU's -no-reboot turns a guest panic into a QEMU exit. pci=noacpi
+// routes PCI interrupts from the BIOS table instead of interpreting ACPI
+// link objects, which takes about 0.5 s of TCG time for our five virtio
+// devices.
 const (
-	minimalParams = "console=tty0 console=ttyS0 panic=1"
-	systemdParams = "console=tty0 console=ttyS0 panic=1 root=/dev/vda rw net.ifnames=0"
+	minimalParams = "console=tty0 console=ttyS0 panic=1 pci=noacpi"
+	systemdParams = minimalParams + " root=/dev/vda rw net.ifnames=0"
 )
 
 // systemdInclude are the packages debootstrap adds to minbase: minbase
@@ -65,6 +68,8 @@ const (
 var systemdInclude = []string{
 	"systemd", "systemd-sysv", "udev", "kmod", "dbus", "bash", "coreutils",
 	"iproute2", "procps", "netcat-openbsd", "iputils-ping",
+	// Resolves the machine's own name (set from the kernel command line).
+	"libnss-myhostname",
 }
 
 // manifest records what an image was built from, for people and tools.
@@ -192,13 +197,11 @@ func (b *builder) plan(ctx context.Context, kind Kind) (*plan, error) {
 	}
 	p.kernelPkg = pkgInfo{Package: kpkg, Version: kver}
 	p.busybox, p.bash = infos["busybox-static"], infos["bash-static"]
-	for _, n := range systemdInclude {
-		if kind == Systemd {
-			p.include = append(p.include, infos[n])
-		}
-	}
 	p.initrdMods = slices.Clone(baseModules)
 	if kind == Systemd {
+		for _, n := range systemdInclude {
+			p.include = append(p.include, infos[n])
+		}
 		p.initrdMods = append(p.initrdMods, rootModules...)
 		p.rootfsMods = append(slices.Clone(p.initrdMods), systemdExtraModules...)
 	}

@@ -704,3 +704,31 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestRemoveTreeUnmounts(t *testing.T) {
+	if !isRoot() {
+		t.Skip("mounting needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	mp := filepath.Join(dir, "proc dir")
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mp, "tmpfs", 0, ""); err != nil {
+		t.Skipf("cannot mount tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mp, syscall.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(mp, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeTree(dir); err != nil {
+		t.Fatalf("removeTree: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still exists: %v", dir, err)
+	}
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(data), `proc\040dir`) {
+		t.Errorf("mount point still mounted")
+	}
+}

@@ -40,6 +40,9 @@ func buildInitrd(ctx context.Context, in initrdInputs, out string) error {
 		t.Dir(d, 0o755)
 	}
 	t.Dir("tmp", 0o1777)
+	t.Dir("var/tmp", 0o1777)
+	t.Dir("var/log", 0o755)
+	t.Symlink("var/run", "/run")
 	t.Dir("root", 0o700)
 	// The kernel opens /dev/console for init before devtmpfs is mounted.
 	t.CharDev("dev/console", 0o600, 5, 1)

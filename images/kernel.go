@@ -30,9 +30,9 @@ var (
 	// provides on a TCG CPU without SSE4.2.
 	rootModules = []string{"crc32c_generic", "ext4"}
 	// systemdExtraModules live only in the systemd root file system:
-	// the ACPI power button lets QMP system_powerdown reach logind, and
-	// systemd loads autofs4 itself at start.
-	systemdExtraModules = []string{"button", "autofs4"}
+	// the ACPI power button and evdev let QMP system_powerdown reach
+	// logind, and systemd loads autofs4 itself at start.
+	systemdExtraModules = []string{"button", "evdev", "autofs4"}
 )
 
 // kernelTree is an unpacked kernel package.

@@ -114,6 +114,16 @@ func (m *Machine) Halt(ctx context.Context, opts ...WaitOption) error {
 // (within the boot timeout), and the next command starts the machine
 // afresh.
 func (m *Machine) Reboot(ctx context.Context) error {
+	if m.cfg.allowReboot {
+		// The shell that answers now belongs to the boot that is ending:
+		// commands must wait for the new boot's banner, not race the reset.
+		m.mu.Lock()
+		sh := m.shell
+		m.mu.Unlock()
+		if sh != nil {
+			sh.ExpectRestart()
+		}
+	}
 	if err := m.SendKey(ctx, "ctrl-alt-delete", Delay(0)); err != nil {
 		return err
 	}
