@@ -23,13 +23,14 @@ import (
 
 const banner = "Spawning backdoor root shell..."
 
-// testCacheDir is fixed so reruns reuse downloads and images.
+// testCacheDir is the default cache, so the tests reuse what `make images`
+// built instead of building the systemd guest a second time.
 func testCacheDir(t *testing.T) string {
 	ucd, err := os.UserCacheDir()
 	if err != nil {
 		t.Fatalf("user cache dir: %v", err)
 	}
-	return filepath.Join(ucd, "vmdriver-test")
+	return filepath.Join(ucd, "vmdriver")
 }
 
 // needBuildHost skips (or fails under make test) unless this host can

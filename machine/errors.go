@@ -120,9 +120,35 @@ func (e *CommandError) Error() string {
 	}
 	msg := fmt.Sprintf("machine %s: command `%s` failed (exit code %d)", e.Machine, e.Command, e.Status)
 	if out := strings.TrimRight(e.Output, "\n"); out != "" {
-		msg += "; output:\n" + indent(out)
+		msg += "; output:\n" + indent(outputTail(out))
 	}
 	return msg
+}
+
+// Error messages show at most this much of a command's output: its end,
+// where failures usually explain themselves. The whole output stays in
+// CommandError.Output.
+const (
+	errorOutputLines = 20
+	errorOutputBytes = 4096
+)
+
+// outputTail shortens out to its last lines for an error message.
+func outputTail(out string) string {
+	cut := false
+	if len(out) > errorOutputBytes {
+		out, cut = out[len(out)-errorOutputBytes:], true
+		if i := strings.IndexByte(out, '\n'); i >= 0 {
+			out = out[i+1:]
+		}
+	}
+	if lines := strings.Split(out, "\n"); len(lines) > errorOutputLines {
+		out, cut = strings.Join(lines[len(lines)-errorOutputLines:], "\n"), true
+	}
+	if cut {
+		out = "[... earlier output left out ...]\n" + out
+	}
+	return out
 }
 
 // Unwrap returns ErrCheckFailed.
