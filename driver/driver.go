@@ -19,6 +19,7 @@ import (
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/backend/qemu"
 	"github.com/vmdriver/vmdriver/machine"
+	"github.com/vmdriver/vmdriver/vlan"
 )
 
 // ErrGlobalTimeout is returned when the run outlived its global timeout.
@@ -56,6 +57,7 @@ type Driver struct {
 	runDir    string // private 0700 directory for this run
 	stateRoot string // parent of vm-state-NAME directories
 	sharedDir string
+	vlans     vlanSet // started in New, stopped in Close
 
 	mu         sync.Mutex
 	machines   []*machine.Machine // from the configuration, sorted by name
@@ -65,8 +67,10 @@ type Driver struct {
 	closed     bool
 }
 
-// New prepares a run: a private run directory, and one machine per
-// configured start script (none is started yet).
+// New prepares a run: a private run directory, one VDE switch per
+// configured VLAN (running when New returns), and one machine per
+// configured start script (none is started yet). On error nothing is
+// left running.
 func New(cfg Config, opts ...Option) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -104,6 +108,15 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 	}
 	d.sharedDir = filepath.Join(d.runDir, "shared-xchg")
 	if err := os.Mkdir(d.sharedDir, 0o700); err != nil {
+		d.Close()
+		return nil, err
+	}
+	// The switches must listen before any machine starts: QEMU connects
+	// to them as it starts and fails if they are not there.
+	ctx, cancel := context.WithTimeout(context.Background(), vlan.StartTimeout)
+	err = d.startVLANs(ctx)
+	cancel()
+	if err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -161,8 +174,9 @@ func (d *Driver) newMachine(name, startScript string, keep bool) (*machine.Machi
 }
 
 // env is what every machine's start script gets on top of the driver's
-// environment.
-func (d *Driver) env() []string { return nil }
+// environment: QEMU_VDE_SOCKET_<n> for every VLAN, as the NixOS driver
+// sets them.
+func (d *Driver) env() []string { return d.vlanEnv() }
 
 // Config returns the run's configuration.
 func (d *Driver) Config() Config { return d.cfg }
@@ -299,8 +313,8 @@ func (d *Driver) releaseMachines() {
 }
 
 // Close releases everything the run holds: machines (their hypervisors
-// end), the run directory (state is kept only with KeepState). It is
-// idempotent.
+// end), then the VLAN switches, then the run directory (state is kept
+// only with KeepState). It is idempotent.
 func (d *Driver) Close() error {
 	d.mu.Lock()
 	if d.closed {
@@ -310,10 +324,11 @@ func (d *Driver) Close() error {
 	d.closed = true
 	d.mu.Unlock()
 	d.releaseMachines()
+	err := d.stopVLANs()
 	if d.runDir != "" {
-		return os.RemoveAll(d.runDir)
+		err = errors.Join(err, os.RemoveAll(d.runDir))
 	}
-	return nil
+	return err
 }
 
 // plainLogger adapts a machine.Logger for Driver's default.

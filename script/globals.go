@@ -88,7 +88,7 @@ func (s *Session) buildGlobals() starlark.StringDict {
 // vlanGlobals is the hook for `vlans` and `vlan<N>` once the driver has
 // VLANs: it returns the globals to add (vlans included, replacing the
 // empty list).
-func (s *Session) vlanGlobals() starlark.StringDict { return nil }
+func (s *Session) vlanGlobals() starlark.StringDict { return s.vlanValues() }
 
 // staticGlobalNames are the names every run has, machines aside.
 var staticGlobalNames = sync.OnceValue(func() []string {

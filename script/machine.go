@@ -76,9 +76,6 @@ var machineMethods map[string]methodFunc
 
 // unsupported are NixOS driver methods vmdriver does not offer yet.
 var unsupported = map[string]string{
-	"forward_port":             "port forwarding",
-	"block":                    "unplugging the VLAN network cable",
-	"unblock":                  "replugging the VLAN network cable",
 	"wait_for_x":               "waiting for X11",
 	"wait_for_window":          "waiting for X11 windows",
 	"get_window_names":         "listing X11 windows",
@@ -132,6 +129,10 @@ func init() {
 		"get_tty_text":              mGetTTYText,
 		"wait_until_tty_matches":    mWaitUntilTTYMatches,
 		"dump_tty_contents":         mDumpTTYContents,
+		"block":                     mSetLinks((*machine.Machine).Block),
+		"unblock":                   mSetLinks((*machine.Machine).Unblock),
+		"links":                     mLinks,
+		"forward_port":              mForwardPort,
 		"log":                       mLog,
 		"nested":                    mNested,
 	}
@@ -892,6 +893,60 @@ func mDumpTTYContents(c *call) (starlark.Value, error) {
 		return nil, err
 	}
 	return none(c.m.DumpTTYContents(c.ctx, tty))
+}
+
+// block() / unblock(): cut or restore every VLAN link of the machine
+// (the NixOS driver cuts only the first).
+func mSetLinks(fn func(m *machine.Machine, ctx context.Context) error) methodFunc {
+	return func(c *call) (starlark.Value, error) {
+		if err := c.unpack(nil); err != nil {
+			return nil, err
+		}
+		return none(fn(c.m, c.ctx))
+	}
+}
+
+// links() -> list of {"name", "vlan", "mac", "up"} dicts, vlan 0 being
+// the user-mode network.
+func mLinks(c *call) (starlark.Value, error) {
+	if err := c.unpack(nil); err != nil {
+		return nil, err
+	}
+	ls, err := c.m.Links(c.ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]starlark.Value, len(ls))
+	for i, l := range ls {
+		d := starlark.NewDict(4)
+		d.SetKey(starlark.String("name"), starlark.String(l.Name))
+		d.SetKey(starlark.String("vlan"), starlark.MakeInt(l.VLAN))
+		d.SetKey(starlark.String("mac"), starlark.String(l.MAC))
+		d.SetKey(starlark.String("up"), starlark.Bool(l.Up))
+		out[i] = d
+	}
+	return starlark.NewList(out), nil
+}
+
+// forward_port(host_port=8080, guest_port=80)
+func mForwardPort(c *call) (starlark.Value, error) {
+	var hostV, guestV starlark.Value
+	if err := c.unpack([]string{"host_port?", "guest_port?"}, &hostV, &guestV); err != nil {
+		return nil, err
+	}
+	host, guest := 8080, 80
+	var err error
+	if !isNone(hostV) {
+		if host, err = toInt(c.fn, "host_port", hostV); err != nil {
+			return nil, err
+		}
+	}
+	if !isNone(guestV) {
+		if guest, err = toInt(c.fn, "guest_port", guestV); err != nil {
+			return nil, err
+		}
+	}
+	return none(c.m.ForwardPort(c.ctx, host, guest))
 }
 
 // log(msg)

@@ -222,9 +222,24 @@ func (s *Session) Exec(ctx context.Context, filename string, src []byte, globals
 }
 
 // Check rewrites, parses and resolves a test script against the globals a
-// run with these machine names would have. It boots nothing; errors are
-// *ScriptError (several are joined with errors.Join).
+// run with these machine names (and no VLANs) would have. It boots
+// nothing; errors are *ScriptError (several are joined with errors.Join).
 func Check(filename string, src []byte, machineNames []string) error {
+	return CheckWith(filename, src, CheckOptions{Machines: machineNames})
+}
+
+// CheckOptions describe the run a script is checked against.
+type CheckOptions struct {
+	// Machines are the machines' names as configured (scripts see them
+	// pythonized).
+	Machines []string
+	// VLANs are the VLAN numbers; each defines a global vlan<N>.
+	VLANs []int
+}
+
+// CheckWith is Check for a run described by opts.
+func CheckWith(filename string, src []byte, opts CheckOptions) error {
+	machineNames := opts.Machines
 	names := map[string]bool{}
 	for _, n := range staticGlobalNames() {
 		names[n] = true
@@ -234,6 +249,9 @@ func Check(filename string, src []byte, machineNames []string) error {
 	}
 	if len(machineNames) == 1 && !names["machine"] {
 		names["machine"] = true
+	}
+	for _, nr := range opts.VLANs {
+		names[vlanName(nr)] = true
 	}
 	r, err := rewrite(filename, src)
 	if err != nil {

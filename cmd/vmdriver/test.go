@@ -83,7 +83,7 @@ func runTest(ctx context.Context, kind testCmd, name string, args []string, stdo
 		names = append(names, m.Name)
 	}
 	if src != nil {
-		if err := script.Check(filename, src, names); err != nil {
+		if err := script.CheckWith(filename, src, script.CheckOptions{Machines: names, VLANs: cfg.VLANs}); err != nil {
 			printScriptError(stderr, err)
 			return exitUsage
 		}
