@@ -148,3 +148,37 @@ type RawCommander interface {
 	// result decoded from JSON.
 	ControlCommand(ctx context.Context, command string, args map[string]any) (any, error)
 }
+
+// Link is one network interface of a machine.
+type Link struct {
+	// Name is the hypervisor's id for the interface, as SetLink takes it
+	// (for QEMU the NIC's name, such as "virtio-net-pci.1").
+	Name string
+	// VLAN is the virtual LAN the interface is on; 0 for the user-mode
+	// (NAT) network.
+	VLAN int
+	// MAC is the interface's hardware address (lower case, colon
+	// separated).
+	MAC string
+	// Up reports whether the cable is plugged in, as last set through
+	// SetLink (hypervisors may not report it; a new link is up).
+	Up bool
+}
+
+// LinkController is implemented by instances whose network links can be
+// cut and restored.
+type LinkController interface {
+	// Links lists the machine's network interfaces in the hypervisor's
+	// order.
+	Links(ctx context.Context) ([]Link, error)
+	// SetLink plugs (up) or unplugs (!up) the named link's cable; the
+	// guest sees carrier come and go.
+	SetLink(ctx context.Context, name string, up bool) error
+}
+
+// PortForwarder is implemented by instances with a user-mode network.
+type PortForwarder interface {
+	// ForwardPort makes TCP connections to hostPort on the host reach
+	// guestPort in the guest through the user-mode network.
+	ForwardPort(ctx context.Context, hostPort, guestPort int) error
+}

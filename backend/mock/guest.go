@@ -73,6 +73,8 @@ type Guest struct {
 
 	controlCalls   []ControlCall
 	controlReplies map[string]any
+
+	net *netState // links and port forwards (links.go); own lock
 }
 
 func newGuest(name string, bootDelay time.Duration) *Guest {
@@ -88,6 +90,7 @@ func newGuest(name string, bootDelay time.Duration) *Guest {
 		screen:         defaultScreen,
 		monitorReplies: map[string]string{},
 		controlReplies: map[string]any{},
+		net:            newNetState(),
 	}
 	for _, d := range []string{"/", "/tmp", "/root", "/etc", "/run"} {
 		g.files[d] = &fnode{dir: true, mode: 0o755}

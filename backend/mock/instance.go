@@ -65,13 +65,15 @@ type bootRun struct {
 
 // Compile-time checks that Instance has every capability.
 var (
-	_ backend.Instance      = (*Instance)(nil)
-	_ backend.ConsoleWriter = (*Instance)(nil)
-	_ backend.Monitor       = (*Instance)(nil)
-	_ backend.EventSource   = (*Instance)(nil)
-	_ backend.Screenshotter = (*Instance)(nil)
-	_ backend.KeySender     = (*Instance)(nil)
-	_ backend.RawCommander  = (*Instance)(nil)
+	_ backend.Instance       = (*Instance)(nil)
+	_ backend.ConsoleWriter  = (*Instance)(nil)
+	_ backend.Monitor        = (*Instance)(nil)
+	_ backend.EventSource    = (*Instance)(nil)
+	_ backend.Screenshotter  = (*Instance)(nil)
+	_ backend.KeySender      = (*Instance)(nil)
+	_ backend.RawCommander   = (*Instance)(nil)
+	_ backend.LinkController = (*Instance)(nil)
+	_ backend.PortForwarder  = (*Instance)(nil)
 )
 
 func newInstance(spec backend.Spec, g *Guest, pid int) *Instance {

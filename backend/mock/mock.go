@@ -5,8 +5,8 @@
 // (Machine, the driver, scripts) runs exactly the code path it runs on
 // QEMU. The guest has a fake systemd (also per user), a fake file system
 // whose /tmp/shared is the host's Spec.SharedDir, fake TCP ports and unix
-// sockets, a serial console, a monitor, control-plane events, a screen and
-// a keyboard. Tests script it through the *Guest handed to WithGuest or
+// sockets, a serial console, a monitor, control-plane events, a screen,
+// a keyboard, network links and port forwards. Tests script it through the *Guest handed to WithGuest or
 // returned by Backend.Guest.
 //
 // Nothing here touches the host beyond Spec.SharedDir and the paths given

@@ -267,6 +267,12 @@ func TestConsoleAndBare(t *testing.T) {
 	if _, ok := inst.(backend.KeySender); ok {
 		t.Error("a bare instance has capabilities")
 	}
+	if _, ok := inst.(backend.LinkController); ok {
+		t.Error("a bare instance controls links")
+	}
+	if _, ok := inst.(backend.PortForwarder); ok {
+		t.Error("a bare instance forwards ports")
+	}
 	b.Guest("vm").ConsoleLine("hello")
 	if !strings.Contains(buf.String(), "hello\n") {
 		t.Errorf("console %q", buf.String())

@@ -56,7 +56,8 @@ type launchConfig struct {
 
 // Instance is one running QEMU process and its guest. Besides
 // backend.Instance it implements backend.ConsoleWriter, Monitor,
-// EventSource, Screenshotter, KeySender and RawCommander.
+// EventSource, Screenshotter, KeySender, RawCommander, LinkController and
+// PortForwarder.
 type Instance struct {
 	name     string
 	script   string
@@ -86,19 +87,22 @@ type Instance struct {
 
 	consoleSem chan struct{} // one console write at a time
 	shotSeq    atomic.Uint64
+	links      linkState // what SetLink set (links.go)
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 var (
-	_ backend.Instance      = (*Instance)(nil)
-	_ backend.ConsoleWriter = (*Instance)(nil)
-	_ backend.Monitor       = (*Instance)(nil)
-	_ backend.EventSource   = (*Instance)(nil)
-	_ backend.Screenshotter = (*Instance)(nil)
-	_ backend.KeySender     = (*Instance)(nil)
-	_ backend.RawCommander  = (*Instance)(nil)
+	_ backend.Instance       = (*Instance)(nil)
+	_ backend.ConsoleWriter  = (*Instance)(nil)
+	_ backend.Monitor        = (*Instance)(nil)
+	_ backend.EventSource    = (*Instance)(nil)
+	_ backend.Screenshotter  = (*Instance)(nil)
+	_ backend.KeySender      = (*Instance)(nil)
+	_ backend.RawCommander   = (*Instance)(nil)
+	_ backend.LinkController = (*Instance)(nil)
+	_ backend.PortForwarder  = (*Instance)(nil)
 )
 
 // launch makes the shell channel, spawns the start script, starts the
