@@ -29,9 +29,9 @@ func main() {
 	if filepath.Base(os.Args[0]) == "nixos-test-driver" {
 		// Installed or linked under the NixOS driver's name, vmdriver takes
 		// exactly that program's command line.
-		code = runTest(ctx, cmdCompat, "nixos-test-driver", os.Args[1:], os.Stdout, os.Stderr)
+		code = runTest(ctx, cmdCompat, "nixos-test-driver", os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	} else {
-		code = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		code = run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	}
 	stop()
 	os.Exit(code)
@@ -42,7 +42,7 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		printUsage(stderr)
 		return exitUsage
@@ -52,11 +52,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "image":
 		err = runImage(ctx, args[1:], stdout, stderr)
 	case "eval-file", "run":
-		return runTest(ctx, cmdEvalFile, args[0], args[1:], stdout, stderr)
+		return runTest(ctx, cmdEvalFile, args[0], args[1:], stdin, stdout, stderr)
 	case "eval":
-		return runTest(ctx, cmdEval, args[0], args[1:], stdout, stderr)
+		return runTest(ctx, cmdEval, args[0], args[1:], stdin, stdout, stderr)
 	case "check":
-		return runTest(ctx, cmdCheck, args[0], args[1:], stdout, stderr)
+		return runTest(ctx, cmdCheck, args[0], args[1:], stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		printUsage(stdout)
 		return exitOK

@@ -21,7 +21,7 @@ func vmdriver(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var o, e bytes.Buffer
-	code = run(ctx, args, &o, &e)
+	code = run(ctx, args, strings.NewReader(""), &o, &e)
 	return code, o.String(), e.String()
 }
 
@@ -217,5 +217,59 @@ func assertNoQEMU(t *testing.T, log string) {
 		if err := syscall.Kill(pid, 0); err == nil {
 			t.Errorf("QEMU pid %d still running after the run", pid)
 		}
+	}
+}
+
+func TestInteractive(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	in := strings.NewReader("x = 20 + 1\nprint(x * 2)\nfor i in [1, 2]:\n    print(i)\n\nprint(undefined_name)\nprint(\"still here\")\n")
+	var o, e bytes.Buffer
+	code := run(ctx, []string{"eval-file", "-I"}, in, &o, &e)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %s", code, e.String())
+	}
+	for _, want := range []string{"42\n", "1\n2\n", "still here\n"} {
+		if !strings.Contains(o.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, o.String())
+		}
+	}
+	if !strings.Contains(e.String(), "undefined_name") {
+		t.Errorf("the REPL did not report the undefined name: %s", e.String())
+	}
+}
+
+// TestNixOSCommandLine runs the nixos-test-driver command line, in the
+// current (--config) and the older (positional script, env defaults)
+// spellings.
+func TestNixOSCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	script := writeFile(t, dir, "script.py", "print(\"ran\")\n")
+	cfg := writeFile(t, dir, "config.json", `{"vms": {}, "vlans": [], "global_timeout": 60, "test_script": "`+script+`"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"config", []string{"--config", cfg, "--log-level", "info", "-o", dir}, nil},
+		{"short config", []string{"-c", cfg, "--junit-xml", "j.xml", "--output_directory", dir}, nil},
+		{"older flags", []string{"--keep-vm-state", "--global-timeout", "60", script}, nil},
+		{"environment", nil, map[string]string{"testScript": script, "globalTimeout": "60", "logLevel": "warning"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var o, e bytes.Buffer
+			code := runTest(ctx, cmdCompat, "nixos-test-driver", tt.args, strings.NewReader(""), &o, &e)
+			if code != exitOK || o.String() != "ran\n" {
+				t.Fatalf("exit %d, stdout %q, stderr %s", code, o.String(), e.String())
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "j.xml")); err != nil {
+		t.Errorf("--junit-xml relative to the output directory: %v", err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 // repl is the interactive mode (-I): a line-editing prompt with every
 // test symbol; test_script() runs the configured script. Blocks (a line
 // ending in ':') continue until an empty line, like Python's prompt.
-func repl(ctx context.Context, opts script.Options, stdout, stderr io.Writer) int {
+func repl(ctx context.Context, opts script.Options, stdin io.Reader, stdout, stderr io.Writer) int {
 	s, err := script.NewSession(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "vmdriver: %v\n", err)
@@ -30,7 +30,7 @@ func repl(ctx context.Context, opts script.Options, stdout, stderr io.Writer) in
 		globals[k] = v
 	}
 
-	read, restore := lineReader(stdout)
+	read, restore := lineReader(stdin, stdout)
 	defer restore()
 	fmt.Fprintln(stdout, "vmdriver interactive mode: every test symbol is defined; test_script() runs the test script; Ctrl-D ends.")
 	for {
@@ -78,14 +78,14 @@ func readChunk(read func(prompt string) (string, error)) (string, error) {
 
 // lineReader returns a line source with editing and history on a
 // terminal, plain lines otherwise.
-func lineReader(stdout io.Writer) (read func(prompt string) (string, error), restore func()) {
-	fd := int(os.Stdin.Fd())
-	if term.IsTerminal(fd) {
+func lineReader(stdin io.Reader, stdout io.Writer) (read func(prompt string) (string, error), restore func()) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fd := int(f.Fd())
 		if old, err := term.MakeRaw(fd); err == nil {
 			t := term.NewTerminal(struct {
 				io.Reader
 				io.Writer
-			}{os.Stdin, os.Stdout}, "")
+			}{f, stdout}, "")
 			return func(prompt string) (string, error) {
 					t.SetPrompt(prompt)
 					return t.ReadLine()
@@ -94,7 +94,7 @@ func lineReader(stdout io.Writer) (read func(prompt string) (string, error), res
 				}
 		}
 	}
-	sc := bufio.NewScanner(os.Stdin)
+	sc := bufio.NewScanner(stdin)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	return func(prompt string) (string, error) {
 		fmt.Fprint(stdout, prompt)

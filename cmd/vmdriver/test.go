@@ -35,7 +35,7 @@ const (
 
 // runTest implements eval-file (run), eval, check and the
 // nixos-test-driver command line.
-func runTest(ctx context.Context, kind testCmd, name string, args []string, stdout, stderr io.Writer) int {
+func runTest(ctx context.Context, kind testCmd, name string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var f runFlags
 	fs := newRunFlagSet(name, &f, stderr)
 	if err := parseInterspersed(fs, args, &f); err != nil {
@@ -115,7 +115,7 @@ func runTest(ctx context.Context, kind testCmd, name string, args []string, stdo
 
 	opts := script.Options{Driver: d, Filename: filename, Source: src, Stdout: stdout, Logger: log, Reporter: reporter{log}}
 	if f.interactive && !f.noInteractive {
-		return repl(ctx, opts, stdout, stderr)
+		return repl(ctx, opts, stdin, stdout, stderr)
 	}
 	err = script.Run(ctx, opts) // under the driver's global timeout
 	if err != nil {
