@@ -77,4 +77,3 @@ func rewriteSpeed(w io.Writer, corpusDir string) error {
 	fmt.Fprintf(w, "\nTarget: under 20 ms.\n")
 	return nil
 }
-
