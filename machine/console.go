@@ -154,7 +154,10 @@ func (w *consoleWriter) Write(p []byte) (int, error) {
 		lines = append(lines, cleanLine(w.partial[:i]))
 		w.partial = w.partial[i+1:]
 	}
-	w.mu.Unlock()
+	// Lines are added under w.mu, so a concurrent flush (the exit watcher
+	// and a waiter both flush) returns only once they are in the log, and
+	// lines keep their order.
+	defer w.mu.Unlock()
 	if len(lines) > 0 {
 		w.c.add(lines)
 	}
@@ -164,14 +167,10 @@ func (w *consoleWriter) Write(p []byte) (int, error) {
 // flush emits an unterminated last line (when the hypervisor is gone).
 func (w *consoleWriter) flush() {
 	w.mu.Lock()
-	var lines []string
+	defer w.mu.Unlock()
 	if len(w.partial) > 0 {
-		lines = append(lines, cleanLine(w.partial))
+		w.c.add([]string{cleanLine(w.partial)})
 		w.partial = nil
-	}
-	w.mu.Unlock()
-	if len(lines) > 0 {
-		w.c.add(lines)
 	}
 }
 
