@@ -30,14 +30,17 @@ func (m *Machine) WaitForFile(ctx context.Context, path string, opts ...WaitOpti
 }
 
 // WaitForOpenPort waits until a TCP port accepts connections in the guest
-// (`nc -z ADDR PORT`; Addr, default localhost). Default timeout:
-// DefaultWaitTimeout.
+// (Addr, default localhost). Default timeout: DefaultWaitTimeout.
+//
+// The probe opens /dev/tcp/ADDR/PORT in the guest's bash rather than
+// running `nc -z` like the NixOS driver: busybox's nc has no -z, and the
+// probe then launches no program at all.
 func (m *Machine) WaitForOpenPort(ctx context.Context, port int, opts ...PortOption) error {
 	c := portOptions(opts)
 	target := c.addr + ":" + strconv.Itoa(port)
 	return m.Nested("waiting for TCP port "+target, func() error {
 		return m.retry(ctx, "TCP port "+target+" to open", c,
-			m.statusProbe("nc -z "+shellQuote(c.addr)+" "+strconv.Itoa(port), false))
+			m.statusProbe(tcpProbe(c.addr, port), false))
 	})
 }
 
@@ -48,13 +51,20 @@ func (m *Machine) WaitForClosedPort(ctx context.Context, port int, opts ...PortO
 	target := c.addr + ":" + strconv.Itoa(port)
 	return m.Nested("waiting for TCP port "+target+" to be closed", func() error {
 		return m.retry(ctx, "TCP port "+target+" to close", c,
-			m.statusProbe("nc -z "+shellQuote(c.addr)+" "+strconv.Itoa(port), true))
+			m.statusProbe(tcpProbe(c.addr, port), true))
 	})
 }
 
+// tcpProbe is a guest command that succeeds when ADDR:PORT accepts a TCP
+// connection: bash connects when it opens /dev/tcp/ADDR/PORT.
+func tcpProbe(addr string, port int) string {
+	return ": 2>/dev/null <" + shellQuote("/dev/tcp/"+addr+"/"+strconv.Itoa(port))
+}
+
 // WaitForOpenUnixSocket waits until a unix socket at path accepts
-// connections (`nc -z -U`, or `nc -z -uU` for a datagram socket).
-// Default timeout: DefaultWaitTimeout.
+// connections (`nc -z -U`, or `nc -z -uU` for a datagram socket: the
+// guest needs an nc that has them, such as netcat-openbsd; busybox's has
+// not). Default timeout: DefaultWaitTimeout.
 func (m *Machine) WaitForOpenUnixSocket(ctx context.Context, path string, datagram bool, opts ...WaitOption) error {
 	c := waitOptions(opts)
 	flag := "-U"

@@ -43,7 +43,7 @@ func TestWaitForFile(t *testing.T) {
 }
 
 func TestWaitForPorts(t *testing.T) {
-	e := started(t, appearAfter("nc -z localhost 80", 2, func(g *mock.Guest) { g.OpenPort(80) }))
+	e := started(t, appearAfter(": 2>/dev/null </dev/tcp/localhost/80", 2, func(g *mock.Guest) { g.OpenPort(80) }))
 	ctx := testCtx(t)
 	fast := machine.Interval(time.Millisecond)
 	must(t, e.m.WaitForOpenPort(ctx, 80, fast))
@@ -51,7 +51,7 @@ func TestWaitForPorts(t *testing.T) {
 	g := e.guest()
 	g.OpenPortAt("10.0.0.2", 443)
 	must(t, e.m.WaitForOpenPort(ctx, 443, machine.Addr("10.0.0.2"), fast))
-	if !slices.Contains(g.Commands(), "nc -z 10.0.0.2 443") {
+	if !slices.Contains(g.Commands(), ": 2>/dev/null </dev/tcp/10.0.0.2/443") {
 		t.Errorf("commands %q", g.Commands())
 	}
 

@@ -143,6 +143,9 @@ func (g *Guest) builtin(ctx context.Context, cmd string, timeout time.Duration) 
 	if strings.HasPrefix(cmd, "fold ") {
 		return g.fold(cmd)
 	}
+	if m := tcpProbeRE.FindStringSubmatch(cmd); m != nil {
+		return g.nc([]string{"-z", m[1], m[2]})
+	}
 	ws, err := lex(cmd)
 	if err != nil {
 		return reply{stderr: fmt.Sprintf("bash: -c: line 1: %v\n", err), status: 2}
@@ -388,6 +391,10 @@ func (g *Guest) su(ctx context.Context, args []string, timeout time.Duration) re
 	}
 	return g.builtin(ctx, inner, timeout)
 }
+
+// tcpProbeRE matches the TCP port probe Machine sends: bash opening
+// /dev/tcp/ADDR/PORT (the address may be single-quoted).
+var tcpProbeRE = regexp.MustCompile(`^: 2>/dev/null <'?/dev/tcp/([^/']+)/([0-9]+)'?$`)
 
 // nc runs `nc -z [-w N] ADDR PORT` and `nc -z -U|-uU PATH`.
 func (g *Guest) nc(args []string) reply {
