@@ -163,6 +163,10 @@ func (b *lockedBuffer) tail(n int) string {
 
 // testVM is one booted guest, driven like the NixOS driver drives it.
 type testVM struct {
+	name    string
+	ln      net.Listener // the shell socket, until waitBoot accepted
+	start   time.Time    // QEMU started
+	booted  time.Duration
 	cmd     *exec.Cmd
 	conn    net.Conn
 	r       *bufio.Reader
@@ -176,6 +180,16 @@ type testVM struct {
 // listening on the shell socket before QEMU starts, and waits for the
 // backdoor banner.
 func startVM(t *testing.T, script, name string, bootTimeout time.Duration) *testVM {
+	t.Helper()
+	vm := launchVM(t, script, name, nil)
+	vm.waitBoot(t, bootTimeout)
+	return vm
+}
+
+// launchVM starts QEMU through a start script the way the driver does,
+// with env added to the environment (QEMU_VDE_SOCKET_<n>), without waiting
+// for it: several machines boot in parallel, then waitBoot waits for each.
+func launchVM(t *testing.T, script, name string, env []string) *testVM {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "vmd")
 	if err != nil {
@@ -191,13 +205,15 @@ func startVM(t *testing.T, script, name string, bootTimeout time.Duration) *test
 	if err := os.WriteFile(filepath.Join(shared, "from-host.txt"), []byte("hello from the host\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// QEMU connects as soon as it starts; the connection waits in the
+	// backlog until waitBoot accepts it.
 	ln, err := net.Listen("unix", filepath.Join(dir, "shell"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 
-	vm := &testVM{serial: &lockedBuffer{}, shared: shared, done: make(chan struct{})}
+	vm := &testVM{name: name, ln: ln, serial: &lockedBuffer{}, shared: shared, done: make(chan struct{})}
 	vm.cmd = exec.Command(script,
 		"-qmp", "unix:"+filepath.Join(dir, "qmp")+",server=on,wait=off",
 		"-chardev", "socket,id=shell,path="+filepath.Join(dir, "shell"),
@@ -206,10 +222,11 @@ func startVM(t *testing.T, script, name string, bootTimeout time.Duration) *test
 	vm.cmd.Dir = state
 	vm.cmd.Env = append(os.Environ(), "TMPDIR="+state, "USE_TMPDIR=1", "SHARED_DIR="+shared,
 		"NIX_DISK_IMAGE="+filepath.Join(state, name+".qcow2"))
+	vm.cmd.Env = append(vm.cmd.Env, env...)
 	vm.cmd.Stdout = vm.serial
 	vm.cmd.Stderr = vm.serial
 	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	start := time.Now()
+	vm.start = time.Now()
 	if err := vm.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", script, err)
 	}
@@ -228,47 +245,53 @@ func startVM(t *testing.T, script, name string, bootTimeout time.Duration) *test
 			vm.conn.Close()
 		}
 	})
+	return vm
+}
 
-	// Accept the shell connection, or learn that QEMU died first.
+// waitBoot accepts the guest's shell connection, or learns that QEMU
+// died first, and waits for the backdoor banner.
+func (vm *testVM) waitBoot(t *testing.T, bootTimeout time.Duration) {
+	t.Helper()
+	defer vm.ln.Close()
 	type accepted struct {
 		c   net.Conn
 		err error
 	}
 	acc := make(chan accepted, 1)
-	ln.(*net.UnixListener).SetDeadline(time.Now().Add(30 * time.Second))
+	vm.ln.(*net.UnixListener).SetDeadline(time.Now().Add(30 * time.Second))
 	go func() {
-		c, err := ln.Accept()
+		c, err := vm.ln.Accept()
 		acc <- accepted{c, err}
 	}()
 	select {
 	case a := <-acc:
 		if a.err != nil {
-			t.Fatalf("QEMU did not connect to the shell socket: %v\n%s", a.err, vm.serial.tail(30))
+			t.Fatalf("%s: QEMU did not connect to the shell socket: %v\n%s", vm.name, a.err, vm.serial.tail(30))
 		}
 		vm.conn = a.c
 	case <-vm.done:
-		ln.Close()
+		vm.ln.Close()
 		<-acc
-		t.Fatalf("QEMU exited before connecting: %v\n%s", vm.waitErr, vm.serial.tail(30))
+		t.Fatalf("%s: QEMU exited before connecting: %v\n%s", vm.name, vm.waitErr, vm.serial.tail(30))
 	}
 	vm.r = bufio.NewReader(vm.conn)
 
 	// Wait for the banner, however it is split across reads.
-	vm.conn.SetReadDeadline(time.Now().Add(bootTimeout))
+	vm.conn.SetReadDeadline(vm.start.Add(bootTimeout))
 	var seen []byte
 	for !bytes.Contains(seen, []byte(banner)) {
 		b, err := vm.r.ReadByte()
 		if err != nil {
-			t.Fatalf("no backdoor banner within %v: %v (got %q)\nserial:\n%s", bootTimeout, err, seen, vm.serial.tail(40))
+			t.Fatalf("%s: no backdoor banner within %v: %v (got %q)\nserial:\n%s", vm.name, bootTimeout, err, seen, vm.serial.tail(40))
 		}
 		seen = append(seen, b)
 	}
-	t.Logf("boot to banner: %.2fs", time.Since(start).Seconds())
+	vm.booted = time.Since(vm.start)
+	t.Logf("%s: boot to banner: %.2fs", vm.name, vm.booted.Seconds())
 	// The guest prints "\n" after the banner.
 	if b, err := vm.r.ReadByte(); err != nil || b != '\n' {
-		t.Fatalf("after the banner: %q, %v", b, err)
+		t.Fatalf("%s: after the banner: %q, %v", vm.name, b, err)
 	}
-	return vm
 }
 
 // run executes cmd in the guest with the NixOS driver's framing and

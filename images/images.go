@@ -14,6 +14,12 @@
 // hash covers the exact package versions and every builder input, so a
 // second Build is a cache hit and only rewrites the small start scripts.
 // Many machine names share one cached image.
+//
+// Machines may be put on VLANs (NAME:1,2): each VLAN NIC connects to the
+// driver's VDE switch of that VLAN, and the addresses, MACs and
+// /etc/hosts follow the NixOS test framework (see ParseNodes). The
+// topology lives only in the start scripts, which hand it to the guest
+// through QEMU fw_cfg; the cached image holds the code that applies it.
 package images
 
 import (
@@ -22,8 +28,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"time"
 )
 
@@ -47,8 +51,11 @@ type Options struct {
 	// OutDir receives one start script run-NAME-vm per name. It is
 	// created if missing.
 	OutDir string
-	// Names are the machine names. A name is also the guest's host name,
-	// so it is limited to letters, digits, '-', '_' and '.'.
+	// Names are the machines, each NAME or NAME:VLAN[,VLAN...] (see
+	// ParseNodes). A name is also the guest's host name, so it must be
+	// a valid one: letters, digits, '-' and '_', starting and ending
+	// with a letter or digit, at most 63 characters. A bare NAME has no
+	// VLAN NIC (the NixOS default would be VLAN 1), only eth0.
 	Names []string
 	// CacheDir holds downloaded packages and built images; the start
 	// scripts refer to the images in it, so it must outlive them.
@@ -60,7 +67,7 @@ type Options struct {
 
 var (
 	// ErrNotSupported is returned for requests the builder does not
-	// handle yet (for example NAME:VLAN lists).
+	// handle (for example a host that is not amd64).
 	ErrNotSupported = errors.New("not supported yet")
 	// ErrNeedRoot is returned when a build step needs root (debootstrap)
 	// and the process is not root.
@@ -73,17 +80,16 @@ var (
 // steps change in a way the hashed inputs do not capture.
 const builderVersion = "vmdriver-images-1"
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-
 // Build builds (or finds in the cache) the image of opts.Kind and writes
-// OutDir/run-NAME-vm for every name, returning the scripts' paths in the
-// order of opts.Names.
+// OutDir/run-NAME-vm for every machine, returning the scripts' paths in
+// the order of opts.Names.
 func Build(ctx context.Context, opts Options) ([]string, error) {
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	if err := validate(opts); err != nil {
+	nodes, err := validate(opts)
+	if err != nil {
 		return nil, err
 	}
 	cacheDir := opts.CacheDir
@@ -94,7 +100,7 @@ func Build(ctx context.Context, opts Options) ([]string, error) {
 		}
 		cacheDir = filepath.Join(ucd, "vmdriver")
 	}
-	cacheDir, err := filepath.Abs(cacheDir)
+	cacheDir, err = filepath.Abs(cacheDir)
 	if err != nil {
 		return nil, fmt.Errorf("resolve cache directory: %w", err)
 	}
@@ -115,44 +121,29 @@ func Build(ctx context.Context, opts Options) ([]string, error) {
 		return nil, fmt.Errorf("create output directory: %w", err)
 	}
 	var paths []string
-	for _, name := range opts.Names {
-		p := filepath.Join(outDir, "run-"+name+"-vm")
-		if err := writeFileAtomic(p, []byte(renderScript(img, name)), 0o755); err != nil {
-			return nil, fmt.Errorf("write start script for %q: %w", name, err)
+	for _, n := range nodes {
+		p := filepath.Join(outDir, "run-"+n.Name+"-vm")
+		if err := writeFileAtomic(p, []byte(renderScript(img, nodes, n)), 0o755); err != nil {
+			return nil, fmt.Errorf("write start script for %q: %w", n.Name, err)
 		}
 		paths = append(paths, p)
 	}
 	return paths, nil
 }
 
-func validate(opts Options) error {
+// validate checks opts and returns the numbered nodes of opts.Names.
+func validate(opts Options) ([]Node, error) {
 	switch opts.Kind {
 	case Minimal, Systemd:
 	case "":
-		return fmt.Errorf("%w: no kind given (use %q or %q)", ErrBadOptions, Minimal, Systemd)
+		return nil, fmt.Errorf("%w: no kind given (use %q or %q)", ErrBadOptions, Minimal, Systemd)
 	default:
-		return fmt.Errorf("%w: unknown kind %q (use %q or %q)", ErrBadOptions, opts.Kind, Minimal, Systemd)
+		return nil, fmt.Errorf("%w: unknown kind %q (use %q or %q)", ErrBadOptions, opts.Kind, Minimal, Systemd)
 	}
 	if opts.OutDir == "" {
-		return fmt.Errorf("%w: no output directory given", ErrBadOptions)
+		return nil, fmt.Errorf("%w: no output directory given", ErrBadOptions)
 	}
-	if len(opts.Names) == 0 {
-		return fmt.Errorf("%w: no machine names given", ErrBadOptions)
-	}
-	seen := map[string]bool{}
-	for _, n := range opts.Names {
-		if i := strings.IndexByte(n, ':'); i >= 0 {
-			return fmt.Errorf("machine %q: VLAN lists (NAME:VLAN,VLAN) are %w; give the bare name %q", n, ErrNotSupported, n[:i])
-		}
-		if !nameRE.MatchString(n) || len(n) > 63 {
-			return fmt.Errorf("%w: machine name %q must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit", ErrBadOptions, n)
-		}
-		if seen[n] {
-			return fmt.Errorf("%w: machine name %q given twice", ErrBadOptions, n)
-		}
-		seen[n] = true
-	}
-	return nil
+	return ParseNodes(opts.Names)
 }
 
 // writeFileAtomic writes data to a temporary file next to path and renames

@@ -435,7 +435,7 @@ func TestExtractVmlinux(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := Options{Kind: Minimal, OutDir: "/o", Names: []string{"machine", "m-2.a_b"}}
+	ok := Options{Kind: Minimal, OutDir: "/o", Names: []string{"machine", "m-2_b:3"}}
 	tests := []struct {
 		name string
 		mod  func(*Options)
@@ -443,23 +443,23 @@ func TestValidate(t *testing.T) {
 		text string
 	}{
 		{"ok", func(*Options) {}, nil, ""},
-		{"vlan list", func(o *Options) { o.Names = []string{"server:1,2"} }, ErrNotSupported, `give the bare name "server"`},
 		{"no kind", func(o *Options) { o.Kind = "" }, ErrBadOptions, "no kind"},
 		{"unknown kind", func(o *Options) { o.Kind = "nixos" }, ErrBadOptions, `unknown kind "nixos"`},
 		{"no out dir", func(o *Options) { o.OutDir = "" }, ErrBadOptions, "output directory"},
 		{"no names", func(o *Options) { o.Names = nil }, ErrBadOptions, "no machine names"},
-		{"shell metacharacters", func(o *Options) { o.Names = []string{"a$(reboot)"} }, ErrBadOptions, "letters, digits"},
-		{"leading dash", func(o *Options) { o.Names = []string{"-x"} }, ErrBadOptions, "starting with"},
-		{"duplicate", func(o *Options) { o.Names = []string{"a", "a"} }, ErrBadOptions, "twice"},
+		{"bad spec", func(o *Options) { o.Names = []string{"a:"} }, ErrBadOptions, "empty VLAN list"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := ok
 			tt.mod(&o)
-			err := validate(o)
+			nodes, err := validate(o)
 			if tt.want == nil {
 				if err != nil {
 					t.Fatal(err)
+				}
+				if len(nodes) != len(o.Names) {
+					t.Fatalf("validate returned %d nodes for %d names", len(nodes), len(o.Names))
 				}
 				return
 			}
@@ -475,7 +475,7 @@ func TestValidate(t *testing.T) {
 func TestRenderScript(t *testing.T) {
 	bin := t.TempDir()
 	record := `#!/bin/sh
-for a in "$@"; do printf '%s\n' "$a"; done > "$RECORD_DIR/$(basename "$0").args"
+for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").args"
 `
 	for _, p := range []string{"qemu-system-x86_64", "qemu-img"} {
 		if err := os.WriteFile(filepath.Join(bin, p), []byte(record), 0o755); err != nil {
@@ -498,11 +498,14 @@ for a in "$@"; do printf '%s\n' "$a"; done > "$RECORD_DIR/$(basename "$0").args"
 	tests := []struct {
 		name  string
 		img   *image
+		specs []string          // the build's machines; the script is vm1's. Default: vm1 alone.
 		env   map[string]string // values may use {work}
 		extra []string
-		check func(t *testing.T, args, imgArgs []string, work string)
+		// failure, if set, says the script must fail with this on stderr.
+		failure string
+		check   func(t *testing.T, args, imgArgs []string, work string)
 	}{
-		{"minimal defaults", minimal, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil,
+		{"minimal defaults", minimal, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				want := []string{"-name", "vm1", "-machine", "pc,accel=kvm:tcg", "-m", "512", "-smp", "1",
 					"-device", "virtio-rng-pci", "-netdev", "user,id=user.0",
@@ -525,10 +528,10 @@ for a in "$@"; do printf '%s\n' "$a"; done > "$RECORD_DIR/$(basename "$0").args"
 					t.Errorf("minimal script ran qemu-img %q", imgArgs)
 				}
 			}},
-		{"env options and extra args", minimal, map[string]string{
+		{"env options and extra args", minimal, nil, map[string]string{
 			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "SHARED_DIR": "{work}/sh,ared",
 			"QEMU_NET_OPTS": "hostfwd=tcp:127.0.0.1:2222-:22", "QEMU_KERNEL_PARAMS": "quiet loglevel=3",
-			"QEMU_OPTS": "-cpu max  -vga none"}, []string{"-qmp", "unix:/s p/qmp,server=on,wait=off"},
+			"QEMU_OPTS": "-cpu max  -vga none"}, []string{"-qmp", "unix:/s p/qmp,server=on,wait=off"}, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				if got := argAfter(args, "-netdev"); got != "user,id=user.0,hostfwd=tcp:127.0.0.1:2222-:22" {
 					t.Errorf("-netdev %q", got)
@@ -544,14 +547,14 @@ for a in "$@"; do printf '%s\n' "$a"; done > "$RECORD_DIR/$(basename "$0").args"
 					t.Errorf("argv ends %q, want $QEMU_OPTS split then \"$@\" intact: %q", got, tailWant)
 				}
 			}},
-		{"own temp dir without USE_TMPDIR", minimal, map[string]string{"TMPDIR": "{work}/tmp"}, nil,
+		{"own temp dir without USE_TMPDIR", minimal, nil, map[string]string{"TMPDIR": "{work}/tmp"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				v := argAfter(args, "-virtfs")
 				if !strings.HasPrefix(v, "local,path="+work+"/tmp/vmdriver-vm.") || !strings.Contains(v, "/xchg,") {
 					t.Errorf("-virtfs %q: want a fresh mktemp dir under TMPDIR", v)
 				}
 			}},
-		{"systemd creates the overlay", systemd, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil,
+		{"systemd creates the overlay", systemd, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				disk := work + "/cwd/vm1.qcow2"
 				wantImg := []string{"create", "-q", "-f", "qcow2", "-b", "/c/i/systemd y/root.img", "-F", "raw", disk}
@@ -565,12 +568,69 @@ for a in "$@"; do printf '%s\n' "$a"; done > "$RECORD_DIR/$(basename "$0").args"
 					t.Errorf("-append %q lacks root=/dev/vda", got)
 				}
 			}},
-		{"systemd keeps an existing disk", systemd, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "NIX_DISK_IMAGE": "{work}/existing.qcow2"}, nil,
+		{"systemd keeps an existing disk", systemd, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "NIX_DISK_IMAGE": "{work}/existing.qcow2"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				if imgArgs != nil {
 					t.Errorf("qemu-img ran although NIX_DISK_IMAGE exists: %q", imgArgs)
 				}
 				if got := argAfter(args, "-drive"); got != "file="+work+"/existing.qcow2,if=none,id=root,format=qcow2" {
+					t.Errorf("-drive %q", got)
+				}
+			}},
+		{"vlan nics after eth0", minimal, []string{"zed:2", "vm1:1,2", "a"}, map[string]string{
+			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1",
+			"QEMU_VDE_SOCKET_1": "{work}/s,w1", "QEMU_VDE_SOCKET_2": "{work}/sw2"}, nil, "",
+			func(t *testing.T, args, imgArgs []string, work string) {
+				// Sorted: a=1, vm1=2, zed=3.
+				i := slices.Index(args, "virtio-net-pci,netdev=user.0,romfile=")
+				if i < 0 {
+					t.Fatalf("no user NIC in %q", args)
+				}
+				want := []string{
+					"-device", "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:02,romfile=",
+					"-netdev", "vde,id=vlan1,sock=" + work + "/s,,w1",
+					"-device", "virtio-net-pci,netdev=vlan2,mac=52:54:00:12:02:02,romfile=",
+					"-netdev", "vde,id=vlan2,sock=" + work + "/sw2",
+					"-fw_cfg", "name=opt/vmdriver/hosts,string=127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n192.168.1.2 vm1\n192.168.2.3 zed",
+					"-fw_cfg", "name=opt/vmdriver/net,string=eth1 52:54:00:12:01:02 192.168.1.2/24\neth2 52:54:00:12:02:02 192.168.2.2/24",
+					"-virtfs",
+				}
+				if got := args[i+1 : min(len(args), i+1+len(want))]; !reflect.DeepEqual(got, want) {
+					t.Errorf("after the user NIC (eth0)\n got %q\nwant %q", got, want)
+				}
+				if got := argAfter(args, "-append"); got != minimalParams+" systemd.hostname=vm1 vmdriver.net=fw_cfg" {
+					t.Errorf("-append %q", got)
+				}
+			}},
+		{"vlan socket unset", minimal, []string{"vm1:1,7"}, map[string]string{
+			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_VDE_SOCKET_1": "{work}/sw1"}, nil,
+			"QEMU_VDE_SOCKET_7 is not set, but vm1 has a NIC on VLAN 7: start the driver with --vlans including 7", nil},
+		{"bare machine in a vlan build", minimal, []string{"vm1", "b:1"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
+			func(t *testing.T, args, imgArgs []string, work string) {
+				if slices.Contains(args, "vde") || strings.Contains(strings.Join(args, " "), "netdev=vlan") {
+					t.Errorf("a bare machine got a VLAN NIC: %q", args)
+				}
+				var fwcfg []string
+				for i, a := range args {
+					if a == "-fw_cfg" {
+						fwcfg = append(fwcfg, args[i+1])
+					}
+				}
+				want := []string{"name=opt/vmdriver/hosts,string=127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n127.0.1.1 vm1\n192.168.1.1 b"}
+				if !reflect.DeepEqual(fwcfg, want) {
+					t.Errorf("-fw_cfg %q, want %q", fwcfg, want)
+				}
+				if got := argAfter(args, "-append"); !strings.HasSuffix(got, " systemd.hostname=vm1 vmdriver.net=fw_cfg") {
+					t.Errorf("-append %q", got)
+				}
+			}},
+		{"systemd with a vlan", systemd, []string{"vm1:5"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_VDE_SOCKET_5": "/vde5"}, nil, "",
+			func(t *testing.T, args, imgArgs []string, work string) {
+				joined := strings.Join(args, " ")
+				if !strings.Contains(joined, "-device virtio-net-pci,netdev=user.0,romfile= -device virtio-net-pci,netdev=vlan1,mac=52:54:00:12:05:01,romfile= -netdev vde,id=vlan1,sock=/vde5 ") {
+					t.Errorf("argv lacks the VLAN NIC right after eth0: %q", args)
+				}
+				if got := argAfter(args, "-drive"); got != "file="+work+"/cwd/vm1.qcow2,if=none,id=root,format=qcow2" {
 					t.Errorf("-drive %q", got)
 				}
 			}},
@@ -586,8 +646,17 @@ for a in "$@"; do printf '%s\n' "$a"; done > "$RECORD_DIR/$(basename "$0").args"
 			if err := os.WriteFile(filepath.Join(work, "existing.qcow2"), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
+			specs := tt.specs
+			if specs == nil {
+				specs = []string{"vm1"}
+			}
+			nodes, err := ParseNodes(specs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(nodes, func(n Node) bool { return n.Name == "vm1" })
 			script := filepath.Join(work, "run-vm1-vm")
-			if err := os.WriteFile(script, []byte(renderScript(tt.img, "vm1")), 0o755); err != nil {
+			if err := os.WriteFile(script, []byte(renderScript(tt.img, nodes, nodes[i])), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -598,7 +667,17 @@ for a in "$@"; do printf '%s\n' "$a"; done > "$RECORD_DIR/$(basename "$0").args"
 			for k, v := range tt.env {
 				cmd.Env = append(cmd.Env, k+"="+strings.ReplaceAll(v, "{work}", work))
 			}
-			if out, err := cmd.CombinedOutput(); err != nil {
+			out, err := cmd.CombinedOutput()
+			if tt.failure != "" {
+				if err == nil || !strings.Contains(string(out), tt.failure) {
+					t.Fatalf("start script: %v, output %q; want a failure saying %q", err, out, tt.failure)
+				}
+				if _, err := os.Stat(filepath.Join(work, "rec", "qemu-system-x86_64.args")); err == nil {
+					t.Error("the failing script still ran qemu-system-x86_64")
+				}
+				return
+			}
+			if err != nil {
 				t.Fatalf("start script: %v\n%s", err, out)
 			}
 			read := func(name string) []string {
@@ -609,7 +688,7 @@ for a in "$@"; do printf '%s\n' "$a"; done > "$RECORD_DIR/$(basename "$0").args"
 				if err != nil {
 					t.Fatal(err)
 				}
-				return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+				return strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00")
 			}
 			args := read("qemu-system-x86_64")
 			if args == nil {

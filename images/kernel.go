@@ -18,12 +18,13 @@ import (
 // Kernel modules the guests load, in the order the brief's measurements
 // used; dependencies found in modules.dep are added before each.
 var (
-	// baseModules give the virtio console (backdoor), net, block, rng
-	// and the 9p share.
+	// baseModules give the virtio console (backdoor), net, block, rng,
+	// the 9p share, and QEMU fw_cfg in sysfs, through which the start
+	// script passes the machine's VLAN network (guest/vmdriver-net).
 	baseModules = []string{
 		"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
 		"virtio_console", "virtio_net", "virtio_blk", "virtio_rng",
-		"netfs", "9pnet", "9pnet_virtio", "9p",
+		"netfs", "9pnet", "9pnet_virtio", "9p", "qemu_fw_cfg",
 	}
 	// rootModules mount the systemd guest's ext4 root. ext4 and jbd2
 	// have a soft dependency on crc32c, which only crc32c_generic

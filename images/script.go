@@ -37,6 +37,24 @@ qemu_escape() {
 
 SHARED_DIR=${SHARED_DIR:-$TMPDIR/xchg}
 mkdir -p "$SHARED_DIR"
+{{- if .Hosts}}
+
+# This machine's network within its build (node {{.Number}}), handed to the
+# guest through QEMU fw_cfg (opt/vmdriver/*), which vmdriver-net applies in the guest.
+{{- range .NICs}}
+#   {{.Dev}}: VLAN {{.VLAN}}, MAC {{.MAC}}, {{.Addr}}
+{{- end}}
+{{- range .VLANs}}
+if [ -z "${QEMU_VDE_SOCKET_{{.}}:-}" ]; then
+    echo "run-{{$.Name}}-vm: QEMU_VDE_SOCKET_{{.}} is not set, but {{$.Name}} has a NIC on VLAN {{.}}: start the driver with --vlans including {{.}}" >&2
+    exit 1
+fi
+{{- end}}
+VMDRIVER_HOSTS={{q .Hosts}}
+{{- if .Net}}
+VMDRIVER_NET={{q .Net}}
+{{- end}}
+{{- end}}
 {{if .Disk}}
 # A qcow2 overlay per machine keeps the cached root image pristine.
 NIX_DISK_IMAGE=${NIX_DISK_IMAGE:-./{{.Name}}.qcow2}
@@ -57,6 +75,16 @@ exec qemu-system-x86_64 \
     -device virtio-rng-pci \
     -netdev "user,id=user.0${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}" \
     -device virtio-net-pci,netdev=user.0,romfile= \
+{{- range .NICs}}
+    -device virtio-net-pci,netdev=vlan{{.Index}},mac={{.MAC}},romfile= \
+    -netdev "vde,id=vlan{{.Index}},sock=$(qemu_escape "$QEMU_VDE_SOCKET_{{.VLAN}}")" \
+{{- end}}
+{{- if .Hosts}}
+    -fw_cfg "name=opt/vmdriver/hosts,string=$(qemu_escape "$VMDRIVER_HOSTS")" \
+{{- end}}
+{{- if .Net}}
+    -fw_cfg "name=opt/vmdriver/net,string=$(qemu_escape "$VMDRIVER_NET")" \
+{{- end}}
     -virtfs "local,path=$(qemu_escape "$SHARED_DIR"),security_model=none,mount_tag=shared" \
 {{- if .Disk}}
     -drive "file=$(qemu_escape "$NIX_DISK_IMAGE"),if=none,id=root,format=qcow2" \
@@ -64,7 +92,7 @@ exec qemu-system-x86_64 \
 {{- end}}
     -kernel {{q .Kernel}} \
     -initrd {{q .Initrd}} \
-    -append "{{.Params}} systemd.hostname={{.Name}}${QEMU_KERNEL_PARAMS:+ $QEMU_KERNEL_PARAMS}" \
+    -append "{{.Params}} systemd.hostname={{.Name}}{{if .Hosts}} vmdriver.net=fw_cfg{{end}}${QEMU_KERNEL_PARAMS:+ $QEMU_KERNEL_PARAMS}" \
     $QEMU_OPTS "$@"
 `))
 
@@ -72,22 +100,34 @@ exec qemu-system-x86_64 \
 type scriptData struct {
 	Kind           Kind
 	Name           string
+	Number         int
 	Dir            string
 	Kernel, Initrd string
 	Disk           string
 	MemMiB         int
 	Params         string
+	NICs           []NIC
+	VLANs          []int
+	// Hosts is the guest's /etc/hosts and Net its interface table; both
+	// are empty unless some machine of the build is on a VLAN, so
+	// scripts of VLAN-less builds stay as they were.
+	Hosts, Net string
 }
 
-// renderScript returns the start script of machine name on img. Names are
-// validated to contain no shell or QEMU metacharacters.
-func renderScript(img *image, name string) string {
-	var sb strings.Builder
-	err := scriptTmpl.Execute(&sb, scriptData{
-		Kind: img.kind, Name: name, Dir: img.dir,
+// renderScript returns the start script of node self of the build nodes
+// on img. Names are validated to contain no shell or QEMU metacharacters.
+func renderScript(img *image, nodes []Node, self Node) string {
+	d := scriptData{
+		Kind: img.kind, Name: self.Name, Number: self.Number, Dir: img.dir,
 		Kernel: img.kernel, Initrd: img.initrd, Disk: img.disk,
 		MemMiB: img.memMiB, Params: img.params,
-	})
+		NICs: self.NICs(), VLANs: self.VLANs,
+	}
+	if hasVLANs(nodes) {
+		d.Hosts, d.Net = renderHosts(nodes, self), renderNet(self)
+	}
+	var sb strings.Builder
+	err := scriptTmpl.Execute(&sb, d)
 	if err != nil {
 		panic("images: start script template: " + err.Error()) // static template and data: a programming error
 	}

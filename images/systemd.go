@@ -35,7 +35,7 @@ var systemdMaskedGenerators = []string{
 }
 
 // systemdEnabled are units enabled in the systemd guest.
-var systemdEnabled = []string{"backdoor.service", "systemd-networkd.service"}
+var systemdEnabled = []string{"backdoor.service", "systemd-networkd.service", "vmdriver-net.service"}
 
 // rootFiles are the files written into the systemd guest's root file
 // system (path, embedded source, mode).
@@ -44,6 +44,8 @@ var rootFiles = []struct {
 	mode      os.FileMode
 }{
 	{"usr/local/bin/vmdriver-backdoor", "backdoor", 0o755},
+	{"usr/local/sbin/vmdriver-net", "vmdriver-net", 0o755},
+	{"etc/systemd/system/vmdriver-net.service", "systemd/vmdriver-net.service", 0o644},
 	{"etc/systemd/system/backdoor.service", "systemd/backdoor.service", 0o644},
 	{"etc/systemd/journald.conf.d/vmdriver.conf", "systemd/journald.conf", 0o644},
 	{"etc/systemd/system.conf.d/vmdriver.conf", "systemd/system.conf", 0o644},
