@@ -12,7 +12,7 @@ import (
 
 func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "build" {
-		return usageError{"usage: vmdriver image build --kind minimal|systemd --out DIR NAME..."}
+		return usageError{"usage: vmdriver image build --kind minimal|systemd --out DIR NAME[:VLAN[,VLAN...]]..."}
 	}
 	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
 	fs.SetOutput(stderr)

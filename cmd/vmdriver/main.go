@@ -98,9 +98,10 @@ commands:
   exit codes: 0 pass, 1 test failed, 2 usage or script error, 3 global
   timeout, 4 infrastructure error (the run could not be set up)
 
-  image build --kind minimal|systemd --out DIR NAME...
+  image build --kind minimal|systemd --out DIR NAME[:VLAN[,VLAN...]]...
         build test guests from Debian packages and write DIR/run-NAME-vm
-        start scripts (nixpkgs run-<name>-vm contract)
+        start scripts (nixpkgs run-<name>-vm contract); nodes are numbered
+        by sorted name, NIC i on VLAN v gets 192.168.v.<node>/24 as ethI
   help  show this help
 `)
 }
