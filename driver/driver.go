@@ -149,6 +149,11 @@ func tmpBase() string {
 }
 
 func (d *Driver) newMachine(name, startScript string, keep bool) (*machine.Machine, error) {
+	// Start scripts run with the state directory as their working
+	// directory, so a relative path must be resolved now.
+	if abs, err := filepath.Abs(startScript); err == nil {
+		startScript = abs
+	}
 	state := filepath.Join(d.stateRoot, "vm-state-"+name)
 	if !keep {
 		if err := os.RemoveAll(state); err != nil {

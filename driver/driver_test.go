@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/backend/mock"
 	"github.com/vmdriver/vmdriver/machine"
 )
@@ -244,5 +245,29 @@ func TestCreateMachine(t *testing.T) {
 	}
 	if _, err := d.CreateMachine("/x/run-late-vm", "", false); err == nil {
 		t.Error("CreateMachine after Close succeeded")
+	}
+}
+
+func TestRelativeStartScript(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	var got string
+	b := mock.New(mock.WithStartHook(func(spec backend.Spec) error {
+		got = spec.StartScript
+		return nil
+	}))
+	d, err := New(Config{Machines: []MachineConfig{{Name: "m", StartScript: "vms/run-m-vm"}}, OutputDir: dir},
+		WithBackend(b), WithLogger(plainLogger{machine.DiscardLogger()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Machines()[0].Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "vms/run-m-vm"); got != want {
+		t.Errorf("start script %q, want the absolute %q", got, want)
 	}
 }

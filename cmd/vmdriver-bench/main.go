@@ -125,6 +125,13 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 			return fmt.Errorf("throughput: %w", err)
 		}
 	}
+	if b.want("network") {
+		fmt.Fprintln(w, "\n## Networks: minimal guests on a VLAN")
+		fmt.Fprintln(w)
+		if err := b.network(ctx, w); err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
+	}
 	if b.want("memory") {
 		fmt.Fprintln(w, "\n## Driver memory with 4 minimal machines running")
 		fmt.Fprintln(w)

@@ -248,6 +248,9 @@ func TestNixOSCommandLine(t *testing.T) {
 	cfg := writeFile(t, dir, "config.json", `{"vms": {}, "vlans": [], "global_timeout": 60, "test_script": "`+script+`"}`)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// --keep-vm-state keeps a stable state directory: keep it in here.
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	t.Setenv("TMPDIR", dir)
 	for _, tt := range []struct {
 		name string
 		args []string

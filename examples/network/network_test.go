@@ -1,0 +1,98 @@
+// Package network runs network.py, the multi-machine example: three
+// minimal guests on two VLANs with a router on both.
+package network
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmdriver/vmdriver/driver"
+	"github.com/vmdriver/vmdriver/images"
+	"github.com/vmdriver/vmdriver/internal/testenv"
+	"github.com/vmdriver/vmdriver/report"
+	"github.com/vmdriver/vmdriver/script"
+)
+
+// nodes is the topology of network.py: client on VLAN 1, server on VLAN 2,
+// router on both.
+var nodes = []string{"client:1", "router:1,2", "server:2"}
+
+// TestNetwork builds the three guests (a cache hit after the first build)
+// and runs network.py against them, the way `vmdriver eval-file` does.
+func TestNetwork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots VMs")
+	}
+	testenv.NeedQEMU(t)
+	testenv.NeedCommand(t, "vde_switch")
+	testenv.NeedCommand(t, "bash") // the host side of the port-forwarding check
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	scripts, err := images.Build(ctx, images.Options{
+		Kind:   images.Minimal,
+		OutDir: t.TempDir(),
+		Names:  nodes,
+		Logf:   t.Logf,
+	})
+	if errors.Is(err, images.ErrNotSupported) && !testenv.Required() {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatalf("building the guests: %v", err)
+	}
+	var machines []driver.MachineConfig
+	for i, spec := range nodes {
+		name, _, _ := strings.Cut(spec, ":")
+		machines = append(machines, driver.MachineConfig{Name: name, StartScript: scripts[i]})
+	}
+
+	t.Setenv("VMDRIVER_NETWORK_HOST_PORT", strconv.Itoa(freePort(t)))
+
+	const file = "network.py"
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := report.New(report.Options{Out: testWriter{t}, JUnit: true})
+	d, err := driver.New(driver.Config{
+		Machines:      machines,
+		VLANs:         []int{1, 2},
+		GlobalTimeout: 10 * time.Minute,
+		OutputDir:     t.TempDir(),
+	}, driver.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := script.Run(ctx, script.Options{Driver: d, Filename: filepath.Join("examples", "network", file), Source: src, Stdout: testWriter{t}, Logger: log}); err != nil {
+		t.Fatalf("%s failed: %v", file, err)
+	}
+}
+
+// freePort returns a TCP port that was free on the host a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free host port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// testWriter sends output lines to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
