@@ -40,8 +40,8 @@ var (
 
 // Result is the outcome of one command.
 type Result struct {
-	// Status is the command's exit status as the guest reported it (a
-	// guest-side timeout gives 124 with coreutils, 143 with busybox).
+	// Status is the command's exit status as the guest reported it (124
+	// when RunOptions.Timeout ended it).
 	Status int
 	// Output is the command's stdout, byte for byte.
 	Output []byte
@@ -49,9 +49,12 @@ type Result struct {
 
 // RunOptions tunes one command.
 type RunOptions struct {
-	// Timeout, when positive, also bounds the command inside the guest
-	// (the guest's `timeout` program ends it); the host-side deadline is
-	// always ctx.
+	// Timeout, when positive, also bounds the command inside the guest:
+	// when it is up, the guest ends the command's whole process group
+	// (TERM, then KILL 2 s later), so background children do not keep the
+	// shell busy, and Status is 124. A guest without setsid(1) falls back
+	// to timeout(1), which ends only the command's first process (and
+	// gives 143 with busybox). The host-side deadline is always ctx.
 	Timeout time.Duration
 	// NoStatus reads the output but does not require an exit status (for
 	// commands that end the machine, such as poweroff); Result.Status is

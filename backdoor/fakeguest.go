@@ -21,7 +21,7 @@ type GuestRequest struct {
 	Command string
 	// Timeout is the guest-side limit (RunOptions.Timeout, rounded up to
 	// a millisecond), or 0. The fake does not enforce it: a handler that
-	// wants to simulate a timeout returns status 124 (or 143) itself.
+	// wants to simulate a timeout returns status 124 itself.
 	Timeout time.Duration
 }
 

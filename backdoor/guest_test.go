@@ -22,13 +22,12 @@ import (
 )
 
 // guest starts one kind of guest and returns the host's end of its shell
-// connection. timeoutStatus is what a guest-side timeout returns there.
+// connection.
 type guest struct {
-	name          string
-	start         func(t testing.TB) net.Conn
-	timeoutStatus int
-	realShell     bool // a real bash reads our bytes (else the fake guest)
-	counted       bool // the console byte counter is available (mode c)
+	name      string
+	start     func(t testing.TB) net.Conn
+	realShell bool // a real bash reads our bytes (else the fake guest)
+	counted   bool // the console byte counter is available (mode c)
 }
 
 func guests(t testing.TB) []guest {
@@ -42,22 +41,36 @@ func guests(t testing.TB) []guest {
 		}
 	}
 	return []guest{
-		{name: "fake", start: startFakeBash, timeoutStatus: 124, counted: true},
-		{name: "fake-wrapped", start: startFakeBashWrapped, timeoutStatus: 124},
-		{name: "bash", start: bash(false, true), timeoutStatus: 124, realShell: true, counted: true},
-		{name: "bash-wrapped", start: bash(false, false), timeoutStatus: 124, realShell: true},
-		{name: "busybox", start: bash(true, true), timeoutStatus: 143, realShell: true, counted: true},
-		{name: "busybox-wrapped", start: bash(true, false), timeoutStatus: 143, realShell: true},
+		{name: "fake", start: startFakeBash, counted: true},
+		{name: "fake-wrapped", start: startFakeBashWrapped},
+		{name: "bash", start: bash(false, true), realShell: true, counted: true},
+		{name: "bash-wrapped", start: bash(false, false), realShell: true},
+		{name: "busybox", start: bash(true, true), realShell: true, counted: true},
+		{name: "busybox-wrapped", start: bash(true, false), realShell: true},
 	}
 }
 
-// busyboxDir returns a directory whose base64, cat and timeout are
-// busybox's, as in a minimal guest.
+// busyboxApplets are the programs the wire format and the tests use.
+var busyboxApplets = []string{"base64", "cat", "setsid", "sleep", "timeout"}
+
+// busyboxDir returns a directory whose busyboxApplets are busybox's, as
+// in a minimal guest.
 func busyboxDir(t testing.TB) string {
 	t.Helper()
+	return busyboxOnly(t, busyboxApplets...)
+}
+
+// busyboxOnly returns a directory with the host's bash and the busybox
+// applets named, to be a guest's whole PATH.
+func busyboxOnly(t testing.TB, applets ...string) string {
+	t.Helper()
 	bb := testenv.NeedCommand(t, "busybox")
+	bash := testenv.NeedCommand(t, "bash")
 	dir := t.TempDir()
-	for _, name := range []string{"base64", "cat", "timeout"} {
+	if err := os.Symlink(bash, filepath.Join(dir, "bash")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range applets {
 		if err := os.Symlink(bb, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -106,6 +119,7 @@ func fileConn(t testing.TB, f *os.File) net.Conn {
 // bashOptions shape a local bash guest.
 type bashOptions struct {
 	pathPrefix string // goes first in the guest's PATH
+	path       string // when set, the guest's whole PATH
 	// ports puts a portRelay between bash and the Shell and points the
 	// prelude at its fake debugfs (mode c); without it the prelude finds
 	// no debugfs (mode w).
@@ -141,7 +155,10 @@ func startBash(t testing.TB, o bashOptions) net.Conn {
 		ports = t.TempDir()
 	}
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "__vmd_ports="+ports)
-	if o.pathPrefix != "" {
+	switch {
+	case o.path != "":
+		cmd.Env = append(cmd.Env, "PATH="+o.path)
+	case o.pathPrefix != "":
 		cmd.Env = append(cmd.Env, "PATH="+o.pathPrefix+":"+os.Getenv("PATH"))
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -16,7 +16,7 @@ import (
 // as
 //
 //	__vmd ID 'CMD'                 run CMD with no guest-side time limit
-//	__vmdt ID SECS 'CMD1' 'CMD2'…  run CMD1CMD2… under `timeout SECS`
+//	__vmdt ID SECS 'CMD1' 'CMD2'…  run CMD1CMD2… for at most SECS seconds
 //
 // Each framed command is one script line (the single-quoted words may span
 // lines). Its reply, guest to host, is
@@ -58,13 +58,32 @@ import (
 //     if a background child keeps stdout open, the host still learns the
 //     status and can say precisely what is wrong.
 //   - The command gets fd 3 closed, so it cannot write markers by accident.
-//   - Under `timeout`, the command travels as argv of `bash -c`, as in the
-//     Python driver, so bash can exec the last command itself and the
-//     timeout signal hits it (busybox timeout signals only its child, not
-//     the process group). Linux caps one argv string at 128 KiB, so the
+//   - With a time limit, the command travels as argv of `bash -c`, as in
+//     the Python driver. Linux caps one argv string at 128 KiB, so the
 //     host splits a longer command into chunks of at most argChunk bytes
 //     that the guest joins back ("$*" with IFS empty) and evals. Either
 //     way $1 is unbound, as with the Python driver's `bash -c`.
+//   - The time limit ends the command's whole process group, not just one
+//     process. `timeout` does not do that reliably: busybox timeout
+//     signals only its child (bash -c), and bash does not exec the last
+//     command of a compound command, so in `echo a; sleep 10` the sleep
+//     survives, holds stdout open and keeps the shell busy (coreutils
+//     timeout moves itself to a new group and signals that, so there only
+//     a grandchild that leaves the group survives). So __vmdtr starts
+//     `setsid bash -c …` as a background job: the job of a non-interactive
+//     shell is no group leader, so both busybox and util-linux setsid call
+//     setsid() in place and exec, and $! is the new session and group id.
+//     A watchdog (__vmdw, a coprocess: a fork of bash, builtins only until
+//     it fires) waits SECS with `read -t` on a pipe that __vmdtr closes
+//     once the command exited; if the time is up first it writes "t",
+//     then sends TERM to the group, and KILL 2 s later, so "t" is waiting
+//     in the pipe when `wait` returns. The group is never the outer
+//     shell's (nor the watchdog's). The status is then 124, as with
+//     coreutils timeout and on the Python driver's NixOS guests (busybox
+//     timeout gives 143), else the command's own. Ending the group costs
+//     no more execs than `timeout`: setsid and bash. A guest without
+//     setsid on its PATH (checked once, by the prelude) gets the
+//     `timeout SECS bash -c …` form instead, with its weakness.
 //   - Ids (a counter) let the host recognise replies of commands it no
 //     longer waits for (Send, or abandoned after a deadline) and drop them.
 //
@@ -136,7 +155,7 @@ const (
 
 	// preludeVersion names the prelude's generation, so that a restored
 	// guest shell set up by another version gets the full prelude again.
-	preludeVersion = "2"
+	preludeVersion = "3"
 )
 
 // preludeLines define the guest-side helpers. The fake guest recognises
@@ -150,6 +169,10 @@ const (
 //	__vmdo     prints the start marker, runs its arguments as the left side
 //	           of the base64 pipeline, then prints the end marker
 //	__vmdr, __vmdtr  the left sides: run the command, report its status
+//	__vmdtk    __vmdtr's fallback, with timeout(1), for guests without setsid
+//	__vmdw PGID SECS  the watchdog of __vmdtr (see above); it exits only
+//	           once its stdin closed, so the coprocess's pipes are still
+//	           there when __vmdtr looks for the "t"
 var preludeLines = []string{
 	`exec 3>&1`,
 	`__vmd_v=` + preludeVersion,
@@ -157,12 +180,18 @@ var preludeLines = []string{
 	`__vmdp() { local d=${__vmd_ports:-` + portsDir + `} f k v c n=0 p=; __vmd_port=; if [[ ! -d $d ]]; then __vmd_why=nodebugfs; return 0; fi; for f in "$d"/vport*; do c=; { while IFS=': ' read -r k v; do [[ $k == is_console && $v == yes ]] && c=1; done <"$f"; } 2>/dev/null; [[ -n $c ]] && { n=$((n+1)); p=$f; }; done; if ((n != 1)); then __vmd_why=consoles=$n; return 0; fi; __vmd_port=$p; __vmdn; }`,
 	`__vmda() { __vmdn; printf '\036a%s %s\n' "$1" "${__vmd_b:-${__vmd_why:-unknown}}"; }`,
 	`__vmdr() { ( __vmd_c=$2; set --; set -euo pipefail; eval "$__vmd_c" ) </dev/null 3>&-; printf '\036x%s %d\n' "$1" $? >&3; }`,
-	`__vmdtr() { if (($# == 3)); then timeout "$2" bash -c "set -euo pipefail; $3"; else timeout "$2" bash -c 'IFS=; __vmd_c="$*"; unset IFS; set --; set -euo pipefail; eval "$__vmd_c"' bash "${@:3}"; fi </dev/null 3>&-; printf '\036x%s %d\n' "$1" $? >&3; }`,
+	`__vmdw() { read -t "$2"; if (($? > 128)); then echo t; kill -TERM -- "-$1"; sleep 2; kill -KILL -- "-$1"; read; fi; } 2>/dev/null`,
+	`__vmdtr() { local p s; if (($# == 3)); then setsid bash -c "set -euo pipefail; $3" </dev/null 3>&- & else setsid bash -c '` + joinChunks + `' bash "${@:3}" </dev/null 3>&- & fi; p=$!; coproc __vmdw "$p" "$2"; wait "$p" 2>/dev/null; s=$?; read -t 0 -u "${COPROC[0]}" && s=124; exec {COPROC[1]}>&-; printf '\036x%s %d\n' "$1" "$s" >&3; }`,
+	`__vmdtk() { if (($# == 3)); then timeout "$2" bash -c "set -euo pipefail; $3"; else timeout "$2" bash -c '` + joinChunks + `' bash "${@:3}"; fi </dev/null 3>&-; printf '\036x%s %d\n' "$1" $? >&3; }`,
 	`__vmdo() { if [[ -n ${__vmd_port-} ]]; then printf '\036s%s c\n' "$2"; "$@" | base64 -w 0; __vmdn; printf '\036e%s %s\n' "$2" "${__vmd_b:--}"; else printf '\036s%s w\n' "$2"; "$@" | base64 | cat; printf '\036e%s\n' "$2"; fi; }`,
 	`__vmd() { __vmdo __vmdr "$@"; }`,
-	`__vmdt() { __vmdo __vmdtr "$@"; }`,
+	`if command -v setsid >/dev/null; then __vmdt() { __vmdo __vmdtr "$@"; }; else __vmdt() { __vmdo __vmdtk "$@"; }; fi`,
 	`__vmdp`,
 }
+
+// joinChunks is the script of `bash -c` for a command sent in chunks (as
+// its arguments): join them, then run the command as __vmdr does.
+const joinChunks = `IFS=; __vmd_c="$*"; unset IFS; set --; set -euo pipefail; eval "$__vmd_c"`
 
 // ackPrefix starts the last line of the prelude; the id follows.
 const ackPrefix = `__vmda `
@@ -212,8 +241,9 @@ func frame(id uint64, cmd string, timeout time.Duration) string {
 	return b.String()
 }
 
-// formatSeconds renders d for timeout(1), rounded up to a millisecond so
-// it never becomes 0 (which would mean "no limit").
+// formatSeconds renders d for the guest's `read -t` or timeout(1), rounded
+// up to a millisecond so it never becomes 0 (read -t 0 would fire at once,
+// timeout 0 would mean "no limit").
 func formatSeconds(d time.Duration) string {
 	ms := (d + time.Millisecond - 1) / time.Millisecond
 	return strconv.FormatFloat(float64(ms)/1000, 'f', -1, 64)
