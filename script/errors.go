@@ -1,6 +1,8 @@
 package script
 
 import (
+	"github.com/vmdriver/vmdriver/report"
+
 	"errors"
 	"fmt"
 	"sort"
@@ -11,31 +13,9 @@ import (
 	"go.starlark.net/syntax"
 )
 
-// Location is a place in the original test script (before the rewrite).
-// Its fields match report.Location, so a *Location converts to a
-// *report.Location.
-type Location struct {
-	File string
-	// Line and Col are 1-based; 0 means unknown.
-	Line, Col int
-	// Source is the text of the script line (without its newline), or "".
-	Source string
-}
-
-// String formats l as file:line:col, leaving out unknown parts.
-func (l Location) String() string {
-	s := l.File
-	if s == "" {
-		s = "<script>"
-	}
-	if l.Line > 0 {
-		s += fmt.Sprintf(":%d", l.Line)
-		if l.Col > 0 {
-			s += fmt.Sprintf(":%d", l.Col)
-		}
-	}
-	return s
-}
+// Location is a place in the original test script (before the rewrite):
+// the report's location type, so failures pass to the log unchanged.
+type Location = report.Location
 
 // Frame is one script function call of a failure's call stack.
 type Frame struct {

@@ -113,7 +113,7 @@ func runTest(ctx context.Context, kind testCmd, name string, args []string, stdi
 	}
 	defer d.Close()
 
-	opts := script.Options{Driver: d, Filename: filename, Source: src, Stdout: stdout, Logger: log, Reporter: reporter{log}}
+	opts := script.Options{Driver: d, Filename: filename, Source: src, Stdout: stdout, Logger: log, Reporter: log}
 	if f.interactive && !f.noInteractive {
 		return repl(ctx, opts, stdin, stdout, stderr)
 	}
@@ -154,17 +154,6 @@ func colorFor(w io.Writer) bool {
 	return false
 }
 
-// reporter adapts a *report.Logger to script.Reporter.
-type reporter struct{ *report.Logger }
-
-func (r reporter) Failure(msg string, loc *script.Location) {
-	if loc == nil {
-		r.Logger.Failure(msg, nil)
-		return
-	}
-	r.Logger.Failure(msg, &report.Location{File: loc.File, Line: loc.Line, Col: loc.Col, Source: loc.Source})
-}
-
 // reportFailure prints the error that ended the script, anchor style:
 // "!!!" lines with the script location, the source line and the message,
 // preceded by the script's call stack when it has more than one frame.
@@ -178,8 +167,7 @@ func reportFailure(log *report.Logger, err error) {
 	if len(se.Stack) > 1 {
 		msg = strings.TrimRight(se.Traceback(), "\n")
 	}
-	loc := se.Location
-	log.Failure(msg, &report.Location{File: loc.File, Line: loc.Line, Col: loc.Col, Source: loc.Source})
+	log.Failure(msg, &se.Location)
 }
 
 // printScriptError prints errors found before the script ran (rewrite,
