@@ -17,6 +17,8 @@ zstd:zstd
 vde_switch:vde2
 dpkg-deb:dpkg
 apt-get:apt
+ip:iproute2
+setsid:util-linux
 "
 # Firmware for QEMU's default VGA card and SeaBIOS come with qemu-system-x86
 # (through seabios and ipxe-qemu); checked by file, not command.
