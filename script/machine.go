@@ -71,6 +71,15 @@ func (c *call) unpack(names []string, vals ...*starlark.Value) error {
 	return unpack(c.fn, c.args, c.kwargs, names, vals...)
 }
 
+// stringArg unpacks a method's single required string parameter.
+func (c *call) stringArg(name string) (string, error) {
+	var v starlark.Value
+	if err := c.unpack([]string{name}, &v); err != nil {
+		return "", err
+	}
+	return toStr(c.fn, name, v)
+}
+
 // machineMethods are the NixOS driver's Machine methods.
 var machineMethods map[string]methodFunc
 
@@ -670,11 +679,7 @@ func mGetConsoleLog(c *call) (starlark.Value, error) {
 
 // send_console(chars)
 func mSendConsole(c *call) (starlark.Value, error) {
-	var charsV starlark.Value
-	if err := c.unpack([]string{"chars"}, &charsV); err != nil {
-		return nil, err
-	}
-	chars, err := toStr(c.fn, "chars", charsV)
+	chars, err := c.stringArg("chars")
 	if err != nil {
 		return nil, err
 	}
@@ -683,11 +688,7 @@ func mSendConsole(c *call) (starlark.Value, error) {
 
 // send_monitor_command(command) -> str
 func mSendMonitorCommand(c *call) (starlark.Value, error) {
-	var cmdV starlark.Value
-	if err := c.unpack([]string{"command"}, &cmdV); err != nil {
-		return nil, err
-	}
-	cmd, err := toStr(c.fn, "command", cmdV)
+	cmd, err := c.stringArg("command")
 	if err != nil {
 		return nil, err
 	}
@@ -746,11 +747,7 @@ func eventDict(ev backend.Event) *starlark.Dict {
 
 // screenshot(filename)
 func mScreenshot(c *call) (starlark.Value, error) {
-	var nameV starlark.Value
-	if err := c.unpack([]string{"filename"}, &nameV); err != nil {
-		return nil, err
-	}
-	name, err := toStr(c.fn, "filename", nameV)
+	name, err := c.stringArg("filename")
 	if err != nil {
 		return nil, err
 	}

@@ -70,11 +70,7 @@ func jsonDump(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if len(args) != 2 {
 		return nil, fmt.Errorf("%s: want 2 positional arguments (obj, fp), got %d", b.Name(), len(args))
 	}
-	opts, err := unpackDumpOptions(b.Name(), kwargs)
-	if err != nil {
-		return nil, err
-	}
-	s, err := opts.encode(thread, b.Name(), args[0])
+	s, err := dumpsValue(thread, b.Name(), args[0], kwargs)
 	if err != nil {
 		return nil, err
 	}
@@ -88,15 +84,20 @@ func jsonDumps(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if len(args) != 1 {
 		return nil, fmt.Errorf("%s: want 1 positional argument (obj), got %d", b.Name(), len(args))
 	}
-	opts, err := unpackDumpOptions(b.Name(), kwargs)
-	if err != nil {
-		return nil, err
-	}
-	s, err := opts.encode(thread, b.Name(), args[0])
+	s, err := dumpsValue(thread, b.Name(), args[0], kwargs)
 	if err != nil {
 		return nil, err
 	}
 	return starlark.String(s), nil
+}
+
+// dumpsValue encodes v as json.dumps does with these keyword options.
+func dumpsValue(thread *starlark.Thread, fn string, v starlark.Value, kwargs []starlark.Tuple) (string, error) {
+	opts, err := unpackDumpOptions(fn, kwargs)
+	if err != nil {
+		return "", err
+	}
+	return opts.encode(thread, fn, v)
 }
 
 // callMethod calls recv.name(args...).
