@@ -160,3 +160,9 @@ func (s *Shell) Err() error { return s.err() }
 
 // Close closes the connection; pending calls fail with ErrClosed.
 func (s *Shell) Close() error { return s.close() }
+
+// Hold waits until the shell is idle (no command queued or in flight)
+// and keeps it so until release is called: other callers queue meanwhile.
+// A snapshot needs this, so no reply is in flight when the guest's state
+// is saved. release must be called exactly once.
+func (s *Shell) Hold(ctx context.Context) (release func(), err error) { return s.hold(ctx) }

@@ -625,3 +625,19 @@ func (m *impl) close() error {
 	m.wg.Wait()
 	return err
 }
+
+func (m *impl) hold(ctx context.Context) (func(), error) {
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.ready(ctx, false); err != nil {
+		m.unlock()
+		return nil, err
+	}
+	if err := m.waitIdle(ctx); err != nil {
+		m.unlock()
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(m.unlock) }, nil
+}

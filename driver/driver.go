@@ -58,6 +58,8 @@ type Driver struct {
 	stateRoot string // parent of vm-state-NAME directories
 	sharedDir string
 	vlans     vlanSet // started in New, stopped in Close
+	nodes     *machine.NodeNumbers
+	suite     suiteState // ForkAll's snapshots
 
 	mu         sync.Mutex
 	machines   []*machine.Machine // from the configuration, sorted by name
@@ -121,6 +123,12 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 		return nil, err
 	}
 	machines := append([]MachineConfig(nil), cfg.Machines...)
+	// The configured machines are nodes 1..N (the NixOS numbering);
+	// clones take the numbers after them.
+	d.nodes = machine.NewNodeNumbers()
+	for k := range machines {
+		d.nodes.Reserve(k + 1)
+	}
 	sort.Slice(machines, func(i, j int) bool { return machines[i].Name < machines[j].Name })
 	if !cfg.KeepState && len(machines) > 0 {
 		d.log.Info("", "machine state will be reset; to keep it, pass --keep-machine-state")
@@ -170,6 +178,7 @@ func (d *Driver) newMachine(name, startScript string, keep bool) (*machine.Machi
 		machine.WithOutputDir(d.cfg.OutputDir),
 		machine.WithLogger(d.log),
 		machine.WithEnv(d.env()...),
+		machine.WithNodeNumbers(d.nodes),
 	}
 	if keep {
 		opts = append(opts, machine.WithKeepState())

@@ -67,6 +67,11 @@ type Machine struct {
 	closing   chan struct{}
 	wg        sync.WaitGroup // instance watchers
 
+	node   int          // node number taken from nodes by a restore; 0 if none
+	forks  atomic.Int64 // clones named so far (<name>-k)
+	snaps  atomic.Int64 // snapshots taken so far
+	snapMu sync.Mutex   // one snapshot at a time
+
 	hookMu      sync.Mutex
 	before      func(ctx context.Context) error
 	hookRunning atomic.Bool
@@ -154,6 +159,9 @@ func StartT(t testing.TB, b backend.Backend, name string, opts ...Option) *Machi
 	})
 	return m
 }
+
+// StartScript returns the machine's start script.
+func (m *Machine) StartScript() string { return m.cfg.startScript }
 
 // Name returns the machine's name.
 func (m *Machine) Name() string { return m.name }
@@ -313,7 +321,16 @@ func (m *Machine) startLocked(ctx context.Context, explicit bool) (backend.Insta
 	m.log.Info(m.name, "starting vm")
 	m.console.reset()
 	cw := &consoleWriter{c: m.console}
-	spec := backend.Spec{
+	inst, err := m.backend.Start(ctx, m.spec(cw))
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: starting the %s hypervisor: %w", m.name, m.backend.Name(), err)
+	}
+	return m.adopt(inst, cw)
+}
+
+// spec describes the machine to its backend.
+func (m *Machine) spec(cw *consoleWriter) backend.Spec {
+	return backend.Spec{
 		Name:        m.name,
 		StartScript: m.cfg.startScript,
 		StateDir:    m.stateDir,
@@ -325,10 +342,10 @@ func (m *Machine) startLocked(ctx context.Context, explicit bool) (backend.Insta
 			m.log.Info(m.name, fmt.Sprintf(format, args...))
 		},
 	}
-	inst, err := m.backend.Start(ctx, spec)
-	if err != nil {
-		return nil, fmt.Errorf("machine %s: starting the %s hypervisor: %w", m.name, m.backend.Name(), err)
-	}
+}
+
+// adopt makes a freshly started instance the machine's own.
+func (m *Machine) adopt(inst backend.Instance, cw *consoleWriter) (backend.Instance, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -566,6 +583,9 @@ func (m *Machine) Close() error {
 	}
 	m.wg.Wait()
 	m.console.close()
+	if m.node != 0 {
+		m.nodeNumbers().Release(m.node)
+	}
 	if err := m.removeState(); err != nil {
 		errs = append(errs, fmt.Errorf("machine %s: removing state directory: %w", m.name, err))
 	}

@@ -33,6 +33,8 @@ type config struct {
 	heldWarning    time.Duration
 	allowReboot    bool
 	keepState      bool
+	nodeNumbers    *NodeNumbers
+	sameAddresses  bool
 }
 
 // WithStartScript sets the hypervisor start script (for QEMU, a nixpkgs
@@ -76,6 +78,20 @@ func WithHeldStdoutWarning(d time.Duration) Option { return func(c *config) { c.
 // WithAllowReboot keeps the hypervisor running when the guest reboots;
 // without it a reboot ends the hypervisor (QEMU -no-reboot).
 func WithAllowReboot() Option { return func(c *config) { c.allowReboot = true } }
+
+// WithNodeNumbers sets where clones restored from this machine's
+// snapshots (and a machine made by Restore) take their node number: the
+// last byte of their VLAN addresses and MACs. A driver shares one
+// allocator among all its machines; without this option a process-wide
+// one is used.
+func WithNodeNumbers(n *NodeNumbers) Option { return func(c *config) { c.nodeNumbers = n } }
+
+// WithSameAddresses makes a machine restored from a snapshot keep the
+// original's host name, MACs and addresses (its clock, machine-id and
+// random number generator are still its own). It is for clones that get
+// networks of their own (fresh switches through WithEnv), where they
+// stand in for the original.
+func WithSameAddresses() Option { return func(c *config) { c.sameAddresses = true } }
 
 // WithKeepState keeps the default private state directory on Close.
 func WithKeepState() Option { return func(c *config) { c.keepState = true } }

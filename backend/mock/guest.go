@@ -33,10 +33,17 @@ type ControlCall struct {
 // exit N, sleep SECS, test/[ -e|-f|-d PATH, cat PATH, mkdir -p, cp -r,
 // rm -rf, sync, systemctl (see Systemd), su -l USER --shell /bin/sh -c
 // CMD, nc -z ADDR PORT, nc -z -U|-uU PATH, poweroff [-f], halt, reboot,
-// the base64 upload pipeline `printf %s B64 | base64 -d >|>> PATH`, and
-// `fold ... /dev/vcsN` (TTY text, Guest.SetTTY). Anything else exits 127
-// with "command not found" on the console. Paths under /tmp/shared are
-// the host's Spec.SharedDir.
+// date [+FORMAT] and date -s @SECS[.FRAC] (the guest clock), hostname
+// [NAME], ip -o link|addr, ip link set dev X address MAC, ip addr
+// add|del|flush, ip neigh flush (ident.go), the base64 upload pipeline
+// `printf %s B64 | base64 -d >|>> PATH`, and `fold ... /dev/vcsN` (TTY
+// text, Guest.SetTTY). Anything else exits 127 with "command not found"
+// on the console. Paths under /tmp/shared are the host's Spec.SharedDir.
+//
+// A command is run as a bash script under `set -e`, as the real backdoor
+// runs it: lines and `;` lists, `&&`, `||`, and redirections (>, >>, 2>,
+// 2>&1, >&2, &>, <) of files, /dev/null and /dev/urandom work; a failing
+// command outside && and || ends the script with its status.
 type Guest struct {
 	name string
 
@@ -74,7 +81,14 @@ type Guest struct {
 	controlCalls   []ControlCall
 	controlReplies map[string]any
 
-	net *netState // links and port forwards (links.go); own lock
+	hostname    string
+	clockOffset time.Duration // guest clock minus host clock
+	urandom     [][]byte      // writes to /dev/urandom since start or restore
+	hardware    Hardware
+	snapErr     error // SetSnapshotError
+	restored    bool
+
+	net *netState // links, addresses and port forwards (links.go); own lock
 }
 
 func newGuest(name string, bootDelay time.Duration) *Guest {
@@ -91,10 +105,14 @@ func newGuest(name string, bootDelay time.Duration) *Guest {
 		monitorReplies: map[string]string{},
 		controlReplies: map[string]any{},
 		net:            newNetState(),
+		hostname:       name,
+		hardware:       DefaultHardware,
 	}
 	for _, d := range []string{"/", "/tmp", "/root", "/etc", "/run"} {
 		g.files[d] = &fnode{dir: true, mode: 0o755}
 	}
+	g.files["/etc/hostname"] = &fnode{data: []byte(name + "\n"), mode: 0o644}
+	g.files["/etc/machine-id"] = &fnode{data: []byte(machineID(name) + "\n"), mode: 0o444}
 	return g
 }
 
@@ -171,7 +189,8 @@ func (g *Guest) countBoot() {
 }
 
 // Boots reports how many times the guest began booting (1 after Start, 2
-// after one reboot).
+// after one reboot). A restored guest did not boot: it starts with the
+// count of the guest its snapshot was taken from.
 func (g *Guest) Boots() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -52,15 +52,19 @@ type Instance struct {
 
 	consoleMu     sync.Mutex
 	consoleClosed bool
+
+	gate   pauseGate  // the guest's vCPUs (Snapshot, "stop", "cont")
+	snapMu sync.Mutex // one Snapshot at a time
 }
 
 // bootRun is one boot of the guest: a pipe whose guest end ServeGuest
 // serves and whose host end is the Shell.
 type bootRun struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	shell  *backdoor.Shell
-	guest  net.Conn
+	ctx      context.Context
+	cancel   context.CancelFunc
+	shell    *backdoor.Shell
+	guest    net.Conn
+	restored bool // the guest resumes from a snapshot: no boot, no banner
 }
 
 // Compile-time checks that Instance has every capability.
@@ -76,7 +80,9 @@ var (
 	_ backend.PortForwarder  = (*Instance)(nil)
 )
 
-func newInstance(spec backend.Spec, g *Guest, pid int) *Instance {
+// newInstance starts an instance for g; restored makes its first shell
+// one that is already running (no boot, no banner).
+func newInstance(spec backend.Spec, g *Guest, pid int, restored bool) *Instance {
 	in := &Instance{
 		spec:     spec,
 		guest:    g,
@@ -88,17 +94,21 @@ func newInstance(spec backend.Spec, g *Guest, pid int) *Instance {
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	g.attach(in)
 	in.mu.Lock()
-	in.startBootLocked()
+	in.startBootLocked(restored)
 	in.mu.Unlock()
 	go in.reap()
 	return in
 }
 
-// startBootLocked begins a new boot; in.mu must be held and the instance
-// must not be exiting.
-func (in *Instance) startBootLocked() {
+// startBootLocked begins a new boot (or, restored, serves the shell a
+// restored guest already has); in.mu must be held and the instance must
+// not be exiting.
+func (in *Instance) startBootLocked(restored bool) {
 	host, guest := net.Pipe()
 	opts := []backdoor.Option{}
+	if restored {
+		opts = append(opts, backdoor.WithoutBanner())
+	}
 	if in.spec.Logf != nil {
 		logf := in.spec.Logf
 		opts = append(opts, backdoor.WithLogf(logf), backdoor.WithPreBanner(func(line string) {
@@ -106,7 +116,7 @@ func (in *Instance) startBootLocked() {
 		}))
 	}
 	ctx, cancel := context.WithCancel(in.ctx)
-	br := &bootRun{ctx: ctx, cancel: cancel, shell: backdoor.New(host, opts...), guest: guest}
+	br := &bootRun{ctx: ctx, cancel: cancel, shell: backdoor.New(host, opts...), guest: newGatedConn(guest, &in.gate), restored: restored}
 	in.boot = br
 	in.wg.Add(1)
 	go in.runBoot(br)
@@ -117,24 +127,24 @@ func (in *Instance) runBoot(br *bootRun) {
 	defer in.wg.Done()
 	defer br.guest.Close()
 	g := in.guest
-	g.countBoot()
-	in.consoleLine("mock: booting " + in.spec.Name)
-	delay, noBanner, pre := g.bootSettings()
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-br.ctx.Done():
-			t.Stop()
-			return
+	fopts := backdoor.FakeGuestOptions{Raw: g.rawText, NoBanner: true}
+	if !br.restored {
+		g.countBoot()
+		in.consoleLine("mock: booting " + in.spec.Name)
+		delay, noBanner, pre := g.bootSettings()
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-br.ctx.Done():
+				t.Stop()
+				return
+			}
 		}
+		in.consoleLine("connecting to host...")
+		fopts.NoBanner, fopts.PreBanner = noBanner, pre
 	}
-	in.consoleLine("connecting to host...")
-	err := backdoor.ServeGuest(br.ctx, br.guest, g.serve, backdoor.FakeGuestOptions{
-		NoBanner:  noBanner,
-		PreBanner: pre,
-		Raw:       g.rawText,
-	})
+	err := backdoor.ServeGuest(br.ctx, br.guest, g.serve, fopts)
 	if err != nil && br.ctx.Err() == nil && in.spec.Logf != nil {
 		in.spec.Logf("mock: fake guest shell of %s ended: %v", in.spec.Name, err)
 	}
@@ -200,7 +210,7 @@ func (in *Instance) reboot() {
 	}
 	old := in.boot
 	in.emitLocked(backend.Event{Name: "RESET", Data: map[string]any{"guest": true, "reason": "guest-reset"}, Time: time.Now()})
-	in.startBootLocked()
+	in.startBootLocked(false)
 	// Close the old shell in the background: Close waits for its
 	// goroutines, and reboot may run inside one of them (a handler).
 	in.wg.Add(1)
@@ -437,9 +447,10 @@ func (in *Instance) SendKey(ctx context.Context, key string) error {
 }
 
 // ControlCommand records the call and returns the guest's scripted reply
-// (Guest.SetControlReply). Without one: "query-status" reports running,
-// "system_powerdown" acts like PowerDown, "quit" ends the instance
-// cleanly, anything else returns an empty object.
+// (Guest.SetControlReply). Without one: "query-status" reports running
+// or paused, "stop" pauses the guest (its shell answers nothing), "cont"
+// resumes it, "system_powerdown" acts like PowerDown, "quit" ends the
+// instance cleanly, anything else returns an empty object.
 func (in *Instance) ControlCommand(ctx context.Context, command string, args map[string]any) (any, error) {
 	if in.exited() {
 		return nil, in.exitedError()
@@ -449,7 +460,16 @@ func (in *Instance) ControlCommand(ctx context.Context, command string, args map
 	}
 	switch command {
 	case "query-status":
+		if in.gate.paused() {
+			return map[string]any{"running": false, "status": "paused"}, nil
+		}
 		return map[string]any{"running": true, "status": "running"}, nil
+	case "stop":
+		in.gate.pause()
+		return map[string]any{}, nil
+	case "cont":
+		in.gate.cont()
+		return map[string]any{}, nil
 	case "system_powerdown":
 		return map[string]any{}, in.PowerDown(ctx)
 	case "quit":

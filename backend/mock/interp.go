@@ -2,7 +2,6 @@ package mock
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"regexp"
 	"slices"
@@ -13,28 +12,24 @@ import (
 	"github.com/vmdriver/vmdriver/backdoor"
 )
 
-// word is one shell word; op marks an unquoted operator (|, >, &&, ...).
+// word is one shell word; op marks an unquoted operator (|, ||, &&, ;,
+// &, a newline, or a redirection such as >, >>, 2>, 2>&1, >&2, <).
 type word struct {
 	s  string
 	op bool
 }
 
-var operators = map[string]bool{
-	"|": true, "||": true, "&&": true, ";": true, "&": true,
-	">": true, ">>": true, "<": true, "2>&1": true, ">&2": true, "1>&2": true,
-}
-
-// lex splits a command line into words the way a POSIX shell quotes them
-// ('...', "...", backslashes). It does not expand anything; $(...) and
-// backticks stay literal text.
+// lex splits a script into words the way a POSIX shell quotes them
+// ('...', "...", backslashes, backslash-newline, # comments) and
+// operators, which need no spaces around them (`a>f`, `2>/dev/null`). It
+// does not expand anything; $(...) and backticks stay literal text.
 func lex(s string) ([]word, error) {
 	var words []word
 	var cur strings.Builder
 	inWord, quoted := false, false
 	flush := func() {
 		if inWord {
-			w := cur.String()
-			words = append(words, word{s: w, op: !quoted && operators[w]})
+			words = append(words, word{s: cur.String()})
 		}
 		cur.Reset()
 		inWord, quoted = false, false
@@ -42,13 +37,25 @@ func lex(s string) ([]word, error) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
-		case c == ' ' || c == '\t' || c == '\n':
+		case c == ' ' || c == '\t':
 			flush()
+		case c == '\n':
+			flush()
+			words = append(words, word{s: "\n", op: true})
+		case (c == '(' || c == ')') && !inWord:
+			// Subshells and groups are beyond the mock: the parser
+			// reports them.
+			flush()
+			words = append(words, word{s: string(c), op: true})
+		case c == '#' && !inWord:
+			for i+1 < len(s) && s[i+1] != '\n' {
+				i++
+			}
 		case c == '\'':
 			inWord, quoted = true, true
 			j := strings.IndexByte(s[i+1:], '\'')
 			if j < 0 {
-				return nil, fmt.Errorf("unterminated single quote")
+				return nil, fmt.Errorf("unexpected EOF while looking for matching `''")
 			}
 			cur.WriteString(s[i+1 : i+1+j])
 			i += j + 1
@@ -62,14 +69,29 @@ func lex(s string) ([]word, error) {
 				cur.WriteByte(s[i])
 			}
 			if i >= len(s) {
-				return nil, fmt.Errorf("unterminated double quote")
+				return nil, fmt.Errorf("unexpected EOF while looking for matching `\"'")
 			}
 		case c == '\\':
+			if i+1 < len(s) && s[i+1] == '\n' {
+				i++ // line continuation
+				continue
+			}
 			inWord, quoted = true, true
 			if i+1 < len(s) {
 				i++
 				cur.WriteByte(s[i])
 			}
+		case strings.IndexByte("|&;<>", c) >= 0:
+			fd := ""
+			if (c == '>' || c == '<') && inWord && !quoted && isDigits(cur.String()) {
+				fd = cur.String()
+				cur.Reset()
+				inWord = false
+			}
+			flush()
+			op, n := operatorAt(s[i:])
+			words = append(words, word{s: fd + op, op: true})
+			i += n - 1
 		default:
 			inWord = true
 			cur.WriteByte(c)
@@ -77,6 +99,36 @@ func lex(s string) ([]word, error) {
 	}
 	flush()
 	return words, nil
+}
+
+// operatorAt returns the operator s starts with and its length.
+func operatorAt(s string) (string, int) {
+	for _, op := range []string{"||", "&&", ">>", ">&", "&>", "<<", "|", "&", ";", ">", "<"} {
+		if strings.HasPrefix(s, op) {
+			if op == ">&" {
+				// >&N duplicates a descriptor: the digits belong to it.
+				n := len(op)
+				for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+					n++
+				}
+				return s[:n], n
+			}
+			return op, len(op)
+		}
+	}
+	return s[:1], 1
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func texts(ws []word) []string {
@@ -99,6 +151,10 @@ var vcsRE = regexp.MustCompile(`/dev/vcs(\d+)`)
 
 // serve is the backdoor.GuestHandler of the guest.
 func (g *Guest) serve(ctx context.Context, req backdoor.GuestRequest) backdoor.GuestReply {
+	// A paused guest runs nothing until it is resumed.
+	if in := g.instance(); in != nil && !in.gate.wait(ctx.Done()) {
+		return backdoor.GuestReply{Status: 143}
+	}
 	g.mu.Lock()
 	g.commands = append(g.commands, req.Command)
 	rhs := slices.Clone(g.reqHandlers)
@@ -137,7 +193,8 @@ func (g *Guest) rawText(text string) {
 	}
 }
 
-// builtin runs one of the fake commands.
+// builtin runs a command with the fake commands: a script of one or more
+// lines, under bash's errexit rules (see runScript).
 func (g *Guest) builtin(ctx context.Context, cmd string, timeout time.Duration) reply {
 	cmd = strings.TrimSpace(cmd)
 	if strings.HasPrefix(cmd, "fold ") {
@@ -150,34 +207,14 @@ func (g *Guest) builtin(ctx context.Context, cmd string, timeout time.Duration) 
 	if err != nil {
 		return reply{stderr: fmt.Sprintf("bash: -c: line 1: %v\n", err), status: 2}
 	}
-	// stderr redirections to stdout make no difference here: the fake
-	// commands print their errors to the console, except as noted.
-	toStdout := false
-	ws = slices.DeleteFunc(ws, func(w word) bool {
-		if w.op && w.s == "2>&1" {
-			toStdout = true
-			return true
+	lists, err := parseScript(ws)
+	if err != nil {
+		if _, ok := err.(errSyntax); ok {
+			return reply{stderr: fmt.Sprintf("bash: -c: line 1: %v\n", err), status: 2}
 		}
-		return false
-	})
-	if len(ws) == 0 {
-		return reply{}
+		return reply{stderr: fmt.Sprintf("mock guest: cannot interpret %q (%v); script it with Guest.Handle\n", cmd, err), status: 2}
 	}
-	if r, ok := g.upload(ws); ok {
-		return r
-	}
-	for _, w := range ws {
-		if w.op {
-			return reply{stderr: fmt.Sprintf("mock guest: cannot interpret %q (shell operator %q); script it with Guest.Handle\n", cmd, w.s), status: 2}
-		}
-	}
-	args := texts(ws)
-	r := g.simple(ctx, args, timeout)
-	if toStdout {
-		r.out += r.stderr
-		r.stderr = ""
-	}
-	return r
+	return g.runScript(ctx, lists, timeout)
 }
 
 // simple runs one simple command (no operators).
@@ -194,12 +231,6 @@ func (g *Guest) simple(ctx context.Context, args []string, timeout time.Duration
 			nl, rest = "", rest[1:]
 		}
 		return reply{out: strings.Join(rest, " ") + nl}
-	case "exit":
-		st := 0
-		if len(rest) > 0 {
-			st, _ = strconv.Atoi(rest[0])
-		}
-		return reply{status: st}
 	case "sleep":
 		return sleep(ctx, rest, timeout)
 	case "test", "[":
@@ -259,6 +290,12 @@ func (g *Guest) simple(ctx context.Context, args []string, timeout time.Duration
 		return reply{out: out, stderr: errOut, status: st}
 	case "su":
 		return g.su(ctx, rest, timeout)
+	case "date":
+		return g.date(rest)
+	case "hostname":
+		return g.hostnameCmd(rest)
+	case "ip":
+		return g.ip(rest)
 	case "nc":
 		return g.nc(rest)
 	case "poweroff", "halt":
@@ -439,24 +476,6 @@ func (g *Guest) nc(args []string) reply {
 		return reply{}
 	}
 	return reply{status: 1}
-}
-
-// upload runs `printf %s B64 | base64 -d >|>> PATH`.
-func (g *Guest) upload(ws []word) (reply, bool) {
-	if len(ws) != 8 || ws[0].s != "printf" || ws[1].s != "%s" || !ws[3].op || ws[3].s != "|" ||
-		ws[4].s != "base64" || ws[5].s != "-d" || !ws[6].op || (ws[6].s != ">" && ws[6].s != ">>") {
-		return reply{}, false
-	}
-	data, err := base64.StdEncoding.DecodeString(ws[2].s)
-	if err != nil {
-		return reply{stderr: "base64: invalid input\n", status: 1}, true
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if err := g.writeFileLocked(ws[7].s, data, ws[6].s == ">>", 0o644); err != nil {
-		return reply{stderr: "bash: " + err.Error() + "\n", status: 1}, true
-	}
-	return reply{}, true
 }
 
 // fold answers the TTY commands: `fold ... /dev/vcsN` prints the TTY's

@@ -3,6 +3,7 @@ package mock
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -28,24 +29,45 @@ type PortForward struct {
 	HostPort, GuestPort int
 }
 
-// netState is a guest's network links and port forwards.
+// netState is a guest's network links, the addresses of its interfaces
+// and its port forwards. Link i is the guest's interface eth<i>; its MAC
+// is the interface's.
 type netState struct {
 	mu       sync.Mutex
 	links    []backend.Link
+	addrs    [][]netip.Prefix // addrs[i]: eth<i>'s addresses
+	lo       []netip.Prefix
 	calls    []LinkCall
 	forwards []PortForward
 }
 
 func newNetState() *netState {
-	return &netState{links: slices.Clone(DefaultLinks)}
+	n := &netState{}
+	n.setLinksLocked(DefaultLinks)
+	return n
+}
+
+// setLinksLocked replaces the links and gives every interface the
+// addresses NixOS would configure for it.
+func (n *netState) setLinksLocked(links []backend.Link) {
+	n.links = slices.Clone(links)
+	n.addrs = make([][]netip.Prefix, len(links))
+	for i, l := range links {
+		n.addrs[i] = defaultAddrs(l)
+	}
+	n.lo = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")}
 }
 
 // SetLinks replaces the guest's network links (call it from the WithGuest
 // callback for the first boot). Their Up fields are the initial states.
+// Link i is the guest's eth<i>, with the addresses NixOS gives it: the
+// user-mode link (VLAN 0) has 10.0.2.15/24; a link whose MAC is
+// 52:54:00:12:VV:NN has 192.168.VV.NN/24 and 2001:db8:VV::NN/64 (VV and NN
+// in decimal); every link has its EUI-64 link-local fe80:: address.
 func (g *Guest) SetLinks(links ...backend.Link) {
 	g.net.mu.Lock()
 	defer g.net.mu.Unlock()
-	g.net.links = slices.Clone(links)
+	g.net.setLinksLocked(links)
 }
 
 // Links returns the guest's network links with their current state.

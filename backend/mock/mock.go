@@ -1,7 +1,9 @@
 // Package mock is an in-process backend for unit tests.
 //
 // Every Start boots a scriptable fake guest (*Guest) that speaks the real
-// backdoor protocol over an in-memory pipe, so code above the backend
+// backdoor protocol over an in-memory pipe; Instance.Snapshot saves a
+// guest's whole state and Backend.Restore starts new guests from it
+// ("boot once, fork many"), so code above the backend
 // (Machine, the driver, scripts) runs exactly the code path it runs on
 // QEMU. The guest has a fake systemd (also per user), a fake file system
 // whose /tmp/shared is the host's Spec.SharedDir, fake TCP ports and unix
@@ -50,9 +52,9 @@ func WithBootTimeout(d time.Duration) Option {
 	return func(b *Backend) { b.bootTimeout = d }
 }
 
-// WithStartHook calls fn with every Spec at Start, before anything is
-// created; an error from fn fails that Start (to test start failures, or
-// to inspect the Spec a caller built).
+// WithStartHook calls fn with every Spec at Start and Restore, before
+// anything is created; an error from fn fails that Start or Restore (to
+// test start failures, or to inspect the Spec a caller built).
 func WithStartHook(fn func(spec backend.Spec) error) Option {
 	return func(b *Backend) { b.startHook = fn }
 }
@@ -72,10 +74,11 @@ type Backend struct {
 	startHook   func(spec backend.Spec) error
 	bare        bool
 
-	mu      sync.Mutex
-	nextPID int
-	guests  map[string]*Guest
-	starts  map[string]int
+	mu       sync.Mutex
+	nextPID  int
+	guests   map[string]*Guest
+	starts   map[string]int
+	restores map[string]int
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -87,6 +90,7 @@ func New(opts ...Option) *Backend {
 		nextPID:     firstPID,
 		guests:      map[string]*Guest{},
 		starts:      map[string]int{},
+		restores:    map[string]int{},
 	}
 	for _, o := range opts {
 		o(b)
@@ -100,8 +104,8 @@ func (b *Backend) Name() string { return "mock" }
 // BootTimeout returns DefaultBootTimeout or the WithBootTimeout value.
 func (b *Backend) BootTimeout() time.Duration { return b.bootTimeout }
 
-// Guest returns the guest of the latest Start of the named machine, or
-// nil if it was never started.
+// Guest returns the guest of the latest Start or Restore of the named
+// machine, or nil if it was never started.
 func (b *Backend) Guest(name string) *Guest {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -140,7 +144,7 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 	b.starts[spec.Name]++
 	b.mu.Unlock()
 
-	inst := newInstance(spec, g, pid)
+	inst := newInstance(spec, g, pid, false)
 	if b.bare {
 		return bareInstance{inst}, nil
 	}

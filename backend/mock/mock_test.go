@@ -64,6 +64,11 @@ func TestLex(t *testing.T) {
 		{`echo "x \"y\" \$z" \|`, []string{"echo", `x "y" $z`, "|"}, []bool{false, false, false}},
 		{"a | b >> c 2>&1", []string{"a", "|", "b", ">>", "c", "2>&1"}, []bool{false, true, false, true, false, true}},
 		{"printf %s '' | base64 -d", []string{"printf", "%s", "", "|", "base64", "-d"}, nil},
+		{"a>f 2>/dev/null <in", []string{"a", ">", "f", "2>", "/dev/null", "<", "in"}, []bool{false, true, false, true, false, true, false}},
+		{"x&&y||z;w&", []string{"x", "&&", "y", "||", "z", ";", "w", "&"}, []bool{false, true, false, true, false, true, false, true}},
+		{"echo a >&2 '2'>f", []string{"echo", "a", ">&2", "2", ">", "f"}, []bool{false, false, true, false, true, false}},
+		{"a\nb # c\n#d\ne#f", []string{"a", "\n", "b", "\n", "\n", "e#f"}, []bool{false, true, false, true, true, false}},
+		{"echo 'x\ny' a\\\nb", []string{"echo", "x\ny", "ab"}, []bool{false, false, false}},
 	}
 	for _, tt := range tests {
 		ws, err := lex(tt.in)

@@ -28,6 +28,9 @@ type argvOptions struct {
 	Accel []string
 	// Extra holds the user's own extra arguments, appended last.
 	Extra []string
+	// Incoming makes QEMU wait for a migration stream given later over
+	// QMP (migrate-incoming), to restore a snapshot.
+	Incoming bool
 }
 
 // driverArgs returns the arguments the driver appends to a start script,
@@ -51,6 +54,9 @@ func driverArgs(o argvOptions) []string {
 		args = append(args, "-nographic")
 	}
 	args = append(args, o.Accel...)
+	if o.Incoming {
+		args = append(args, "-incoming", "defer")
+	}
 	return append(args, o.Extra...)
 }
 

@@ -52,6 +52,9 @@ type launchConfig struct {
 	// logShellBuf logs the shell channel's buffer size (once per
 	// backend).
 	logShellBuf func(msg string)
+	// restored says the guest shell is already running (a snapshot is
+	// being restored), so no banner will come.
+	restored bool
 }
 
 // Instance is one running QEMU process and its guest. Besides
@@ -91,6 +94,9 @@ type Instance struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	snapMu  sync.Mutex // one snapshot at a time
+	snapSeq int        // numbers the frozen disk layers
 }
 
 var (
@@ -195,10 +201,14 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 	}
 	// The backdoor reads the channel from now on, so QEMU never finds it
 	// full while anyone waits for the guest.
-	i.shell = backdoor.New(&exitConn{Conn: pair.ours, inst: i},
+	shellOpts := []backdoor.Option{
 		backdoor.WithLogf(i.logf),
 		backdoor.WithPreBanner(func(line string) { i.logf("guest shell (before banner): %s", line) }),
-	)
+	}
+	if c.restored {
+		shellOpts = append(shellOpts, backdoor.WithoutBanner())
+	}
+	i.shell = backdoor.New(&exitConn{Conn: pair.ours, inst: i}, shellOpts...)
 	i.readers.Add(2)
 	go i.copyStdout(stdoutR, console)
 	go i.copyStderr(stderrR)

@@ -166,7 +166,7 @@ func (b *Backend) decide() (accelChoice, error) {
 // ctx bounds only the start itself. On error nothing it started is left
 // running.
 func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instance, error) {
-	inst, err := b.start(ctx, spec)
+	inst, err := b.start(ctx, spec, false)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,9 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 
 // start is Start with the concrete type, for tests and callers that want
 // it.
-func (b *Backend) start(ctx context.Context, spec backend.Spec) (*Instance, error) {
+// With restoring, QEMU waits for a migration stream (-incoming defer) and
+// the guest shell is taken as already running (no banner will come).
+func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool) (*Instance, error) {
 	if b.configErr != nil {
 		return nil, b.configErr
 	}
@@ -210,6 +212,7 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec) (*Instance, erro
 		Display:     hasDisplay(os.Getenv),
 		Accel:       choice.Args,
 		Extra:       b.extra,
+		Incoming:    restoring,
 	})
 	return launch(ctx, launchConfig{
 		name:       spec.Name,
@@ -220,6 +223,7 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec) (*Instance, erro
 		console:    spec.Console,
 		logf:       logf,
 		qmpTimeout: b.Scale(30 * time.Second),
+		restored:   restoring,
 		logShellBuf: func(msg string) {
 			b.bufLogOnce.Do(func() { backendLogf("qemu: %s", msg) })
 		},

@@ -1,0 +1,218 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vmdriver/vmdriver/backend"
+)
+
+// envDiskImage is the nixpkgs start scripts' variable naming the
+// machine's root disk image.
+const envDiskImage = "NIX_DISK_IMAGE"
+
+// Restore starts spec's start script with QEMU waiting for an incoming
+// migration, checks that the machine it describes matches the snapshot,
+// loads the saved state and resumes the guest. Each disk of the snapshot
+// gets a fresh qcow2 overlay in spec.StateDir, at the path the original
+// had relative to its own state directory (NIX_DISK_IMAGE is pointed at
+// it when the spec sets that variable), so clones never share a writable
+// layer.
+func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.Snapshot) (backend.Instance, error) {
+	m, err := readManifest(snap)
+	if err != nil {
+		return nil, fmt.Errorf("machine %q: %w", spec.Name, err)
+	}
+	if m.Compressed {
+		if _, err := exec.LookPath(zstdBinary); err != nil {
+			return nil, fmt.Errorf("machine %q: the snapshot is compressed but %s is not installed (Debian package zstd)", spec.Name, zstdBinary)
+		}
+	}
+	stateDir, err := filepath.Abs(spec.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("machine %q: state directory: %w", spec.Name, err)
+	}
+	if len(m.Disks) > 0 {
+		if _, err := exec.LookPath(qemuImg); err != nil {
+			return nil, fmt.Errorf("machine %q: %s is not installed (Debian package qemu-utils); restoring a machine with disks needs it", spec.Name, qemuImg)
+		}
+	}
+	spec.Env = append([]string(nil), spec.Env...)
+	for _, d := range m.Disks {
+		overlay, err := overlayPath(d.Path, m.StateDir, stateDir)
+		if err != nil {
+			return nil, fmt.Errorf("machine %q: %w", spec.Name, err)
+		}
+		if err := os.MkdirAll(filepath.Dir(overlay), 0o700); err != nil {
+			return nil, fmt.Errorf("machine %q: %w", spec.Name, err)
+		}
+		os.Remove(overlay)
+		if err := runTool(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-b", d.Frozen, "-F", d.Format, overlay); err != nil {
+			return nil, fmt.Errorf("machine %q: disk %s: %w", spec.Name, d.Device, err)
+		}
+		for k, kv := range spec.Env {
+			if strings.HasPrefix(kv, envDiskImage+"=") {
+				spec.Env[k] = envDiskImage + "=" + overlay
+			}
+		}
+	}
+
+	began := time.Now()
+	inst, err := b.start(ctx, spec, true)
+	if err != nil {
+		return nil, wrapLockError(err, m)
+	}
+	spawned := time.Since(began)
+	if err := inst.loadSnapshot(ctx, snap.Dir, m); err != nil {
+		inst.Close()
+		return nil, err
+	}
+	inst.logf("qemu: snapshot %s loaded %s after the spawn (%s to the control socket)",
+		filepath.Base(snap.Dir), time.Since(began).Round(time.Millisecond), spawned.Round(time.Millisecond))
+	return inst, nil
+}
+
+// overlayPath is where a clone whose state directory is cloneDir keeps its
+// copy of the disk the original had at path (with state directory
+// origDir): the same place relative to the state directory, or the same
+// file name in the state directory for a disk that lived elsewhere.
+func overlayPath(path, origDir, cloneDir string) (string, error) {
+	if rel, err := filepath.Rel(origDir, path); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+		return filepath.Join(cloneDir, rel), nil
+	}
+	base := filepath.Base(path)
+	if base == "." || base == "/" {
+		return "", fmt.Errorf("disk path %q has no file name", path)
+	}
+	return filepath.Join(cloneDir, base), nil
+}
+
+// wrapLockError explains QEMU refusing a disk that another QEMU holds:
+// the start script opened the original's disk instead of the clone's.
+func wrapLockError(err error, m manifest) error {
+	if !strings.Contains(err.Error(), `Failed to get "write" lock`) || len(m.Disks) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\n(the start script opened a disk another machine is using; a restored machine needs its own: let the start script take its disk from %s or from a path relative to its working directory)", err, envDiskImage)
+}
+
+// loadSnapshot checks the waiting QEMU against the manifest, feeds it the
+// saved state and resumes the guest.
+func (i *Instance) loadSnapshot(ctx context.Context, dir string, m manifest) error {
+	have, err := i.hardware(ctx)
+	if err != nil {
+		return err
+	}
+	diff, extra := m.Hardware.compare(have)
+	if diff != "" {
+		return fmt.Errorf("machine %q: %w: snapshot %s was taken from machine %q but this machine has %s; restore it with the start script it was taken with",
+			i.name, backend.ErrSnapshotMismatch, dir, m.Machine, diff)
+	}
+	if len(extra) > 0 {
+		i.logf("qemu: this machine has PCI devices the snapshot lacks (%s); the restored guest will not see them", strings.Join(extra, ", "))
+	}
+
+	statePath := filepath.Join(dir, m.State)
+	var (
+		feed   *os.File
+		helper *exec.Cmd
+		stderr bytes.Buffer
+	)
+	if m.Compressed {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		helper = exec.Command(zstdBinary, "-d", "-c", "-q", statePath)
+		helper.Stdout, helper.Stderr = w, &stderr
+		if err := helper.Start(); err != nil {
+			closeAll(r, w)
+			return fmt.Errorf("machine %q: starting %s: %w", i.name, zstdBinary, err)
+		}
+		w.Close()
+		feed = r
+	} else {
+		f, err := os.Open(statePath)
+		if err != nil {
+			return fmt.Errorf("machine %q: %w", i.name, err)
+		}
+		feed = f
+	}
+	helperDone := make(chan error, 1)
+	if helper != nil {
+		go func() { helperDone <- helper.Wait() }()
+	} else {
+		helperDone <- nil
+	}
+	// stopHelper ends the decompressor on every path (a QEMU that stops
+	// reading must not leave it blocked on a full pipe), giving it grace
+	// to exit by itself first, and returns its complaint if it failed on
+	// its own.
+	var helperErr error
+	helperStopped := false
+	stopHelper := func(grace time.Duration) error {
+		if helperStopped {
+			return helperErr
+		}
+		helperStopped = true
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case err := <-helperDone:
+			if err != nil {
+				helperErr = fmt.Errorf("%s: %s", zstdBinary, strings.TrimSpace(stderr.String()))
+			}
+		case <-t.C:
+			helper.Process.Kill()
+			<-helperDone
+		}
+		return helperErr
+	}
+	defer stopHelper(0)
+
+	fail := func(err error) error {
+		// A failed load makes QEMU exit, with its reason on stderr.
+		i.waitDone(pipeGrace)
+		herr := stopHelper(time.Second)
+		select {
+		case <-i.exited:
+			msg := fmt.Sprintf("machine %q: loading snapshot %s failed (QEMU exited)", i.name, dir)
+			if herr != nil {
+				msg += ": " + herr.Error()
+			}
+			return fmt.Errorf("%w: %s%s", backend.ErrSnapshotMismatch, msg, formatTail("QEMU stderr", i.stderr.Lines(tailLines)))
+		default:
+		}
+		if herr != nil {
+			err = fmt.Errorf("%w (%v)", err, herr)
+		}
+		return err
+	}
+
+	c, err := i.client()
+	if err != nil {
+		feed.Close()
+		return err
+	}
+	err = c.ExecuteWithFiles(ctx, "getfd", map[string]any{"fdname": migrateFD}, nil, feed)
+	feed.Close()
+	if err != nil {
+		return fail(fmt.Errorf("machine %q: passing the snapshot to QEMU: %w", i.name, err))
+	}
+	if err := i.execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:" + migrateFD}, nil); err != nil {
+		return fail(fmt.Errorf("machine %q: loading snapshot %s: %w", i.name, dir, err))
+	}
+	if err := i.awaitMigration(ctx, "loading snapshot "+dir); err != nil {
+		return fail(err)
+	}
+	if err := i.execute(ctx, "cont", nil, nil); err != nil {
+		return fmt.Errorf("machine %q: resuming the restored guest: %w", i.name, err)
+	}
+	return nil
+}

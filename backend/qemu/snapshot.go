@@ -1,0 +1,608 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vmdriver/vmdriver/backend"
+)
+
+// A snapshot directory holds the migration stream of a stopped guest and
+// a manifest. Disks are not in the stream: once it is saved, each
+// writable disk layer is copied to a frozen file next to it, and clones
+// get their own qcow2 overlays on top of those frozen layers.
+//
+// The stream goes through a file descriptor QEMU gets over QMP (getfd +
+// migrate fd:), not an exec: URI: QEMU signals an exec: helper that has
+// not exited when the migration ends, which can cut a compressor short,
+// and our own helper process lets us wait for it and quote its errors.
+const (
+	manifestFile    = "manifest.json"
+	stateRaw        = "state.bin"
+	stateZstd       = "state.zst"
+	manifestVersion = 1
+	// zstdBinary compresses the stream when installed (Debian: zstd).
+	zstdBinary = "zstd"
+	// qemuImg creates the copy-on-write layers (Debian: qemu-utils).
+	qemuImg = "qemu-img"
+	// migrateFD is the name the stream's descriptor gets in QEMU.
+	migrateFD = "vmdriver-migration"
+	// pollMin and pollMax bound the query-migrate polling interval.
+	pollMin = 2 * time.Millisecond
+	pollMax = 20 * time.Millisecond
+)
+
+// manifest describes a snapshot directory.
+type manifest struct {
+	Version    int        `json:"version"`
+	Backend    string     `json:"backend"`
+	Machine    string     `json:"machine"`
+	Taken      time.Time  `json:"taken"`
+	State      string     `json:"state"`
+	Compressed bool       `json:"compressed"`
+	Size       int64      `json:"size"`
+	Paused     string     `json:"paused"`
+	QEMU       string     `json:"qemu"`
+	Hardware   hardware   `json:"hardware"`
+	Disks      []snapDisk `json:"disks,omitempty"`
+	// StateDir is the original machine's state directory, so a disk that
+	// lived there is recreated at the same place in a clone's.
+	StateDir string `json:"state_dir"`
+}
+
+// hardware is what QEMU needs to be identical for a migration stream to
+// load.
+type hardware struct {
+	MachineType string `json:"machine_type"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	CPUs        int    `json:"cpus"`
+	// PCI lists the PCI functions in bus order ("00:02.0 1af4:1003").
+	// Devices added after these load, but a different order does not.
+	PCI []string `json:"pci"`
+}
+
+// snapDisk is one writable disk frozen by a snapshot.
+type snapDisk struct {
+	// Device is QEMU's drive id (the BlockBackend name, "root").
+	Device string `json:"device"`
+	// Path is where the machine had the disk: clones get their overlay at
+	// the same place relative to their state directory.
+	Path string `json:"path"`
+	// Frozen is the immutable layer the clones' overlays sit on.
+	Frozen string `json:"frozen"`
+	// Format is Frozen's image format.
+	Format string `json:"format"`
+}
+
+// blockInfo is the part of query-block's answer we use.
+type blockInfo struct {
+	Device   string `json:"device"`
+	Inserted *struct {
+		File  string `json:"file"`
+		RO    bool   `json:"ro"`
+		Drv   string `json:"drv"`
+		Image struct {
+			Filename    string `json:"filename"`
+			Format      string `json:"format"`
+			VirtualSize int64  `json:"virtual-size"`
+		} `json:"image"`
+	} `json:"inserted"`
+}
+
+var _ backend.Snapshotter = (*Instance)(nil)
+var _ backend.Restorer = (*Backend)(nil)
+
+// Snapshot stops the guest, freezes its writable disks, streams its state
+// into dir (through zstd when installed) and writes the manifest, then
+// resumes the guest unless opts.KeepPaused. On error the guest is
+// resumed (if it was running) and dir holds no manifest.
+func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.SnapshotOptions) (_ *backend.Snapshot, err error) {
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("machine %q: snapshot directory: %w", i.name, err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("machine %q: snapshot directory %s is not a directory (%v)", i.name, dir, err)
+	}
+	i.snapMu.Lock()
+	defer i.snapMu.Unlock()
+
+	var status struct {
+		Running bool   `json:"running"`
+		Status  string `json:"status"`
+	}
+	if err := i.execute(ctx, "query-status", nil, &status); err != nil {
+		return nil, err
+	}
+	hw, err := i.hardware(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if status.Running {
+		if err := i.execute(ctx, "stop", nil, nil); err != nil {
+			return nil, err
+		}
+	}
+	resume := func() error {
+		if !status.Running {
+			return nil
+		}
+		// cont also reactivates the disks a completed migration left
+		// inactive; a bounded context of its own, because ctx may be
+		// what ended.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		return i.execute(cctx, "cont", nil, nil)
+	}
+	defer func() {
+		if err != nil {
+			if rerr := resume(); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("resuming the machine after the failed snapshot: %w", rerr))
+			}
+		}
+	}()
+
+	blocks, err := i.writableDisks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	statePath, compressed, err := i.saveState(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	disks, err := i.freezeDisks(ctx, blocks)
+	if err != nil {
+		os.Remove(statePath)
+		for _, d := range disks {
+			os.Remove(d.Frozen)
+		}
+		return nil, err
+	}
+	fi, err := os.Stat(statePath)
+	if err != nil {
+		os.Remove(statePath)
+		return nil, fmt.Errorf("machine %q: snapshot state: %w", i.name, err)
+	}
+	paused := time.Since(start)
+	if !opts.KeepPaused {
+		if err := resume(); err != nil {
+			os.Remove(statePath)
+			return nil, fmt.Errorf("machine %q: resuming after the snapshot: %w", i.name, err)
+		}
+		paused = time.Since(start)
+	}
+	i.mu.Lock()
+	ver := ""
+	if i.qmp != nil {
+		v := i.qmp.Version()
+		ver = fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Micro)
+	}
+	i.mu.Unlock()
+	m := manifest{
+		Version:    manifestVersion,
+		Backend:    "qemu",
+		Machine:    i.name,
+		Taken:      start,
+		State:      filepath.Base(statePath),
+		Compressed: compressed,
+		Size:       fi.Size(),
+		Paused:     paused.String(),
+		QEMU:       ver,
+		Hardware:   hw,
+		Disks:      disks,
+		StateDir:   i.stateDir,
+	}
+	if err := writeManifest(dir, m); err != nil {
+		os.Remove(statePath)
+		return nil, fmt.Errorf("machine %q: %w", i.name, err)
+	}
+	return &backend.Snapshot{
+		Backend:    "qemu",
+		Dir:        dir,
+		Machine:    i.name,
+		Taken:      start,
+		Size:       fi.Size(),
+		Compressed: compressed,
+		Paused:     paused,
+	}, nil
+}
+
+// hardware asks QEMU for what a restore must match.
+func (i *Instance) hardware(ctx context.Context) (hardware, error) {
+	var hw hardware
+	if err := i.execute(ctx, "qom-get", map[string]any{"path": "/machine", "property": "type"}, &hw.MachineType); err != nil {
+		return hw, err
+	}
+	hw.MachineType = strings.TrimSuffix(hw.MachineType, "-machine")
+	var mem struct {
+		Base int64 `json:"base-memory"`
+	}
+	if err := i.execute(ctx, "query-memory-size-summary", nil, &mem); err != nil {
+		return hw, err
+	}
+	hw.MemoryBytes = mem.Base
+	var cpus []json.RawMessage
+	if err := i.execute(ctx, "query-cpus-fast", nil, &cpus); err != nil {
+		return hw, err
+	}
+	hw.CPUs = len(cpus)
+	var buses []pciBus
+	if err := i.execute(ctx, "query-pci", nil, &buses); err != nil {
+		return hw, err
+	}
+	hw.PCI = pciList(buses)
+	return hw, nil
+}
+
+// pciBus is the part of query-pci's answer we use.
+type pciBus struct {
+	Bus     int         `json:"bus"`
+	Devices []pciDevice `json:"devices"`
+}
+
+type pciDevice struct {
+	Bus      int `json:"bus"`
+	Slot     int `json:"slot"`
+	Function int `json:"function"`
+	ID       struct {
+		Vendor int `json:"vendor"`
+		Device int `json:"device"`
+	} `json:"id"`
+	QdevID    string `json:"qdev_id"`
+	PCIBridge *struct {
+		Devices []pciDevice `json:"devices"`
+	} `json:"pci_bridge"`
+}
+
+func pciList(buses []pciBus) []string {
+	var out []string
+	var walk func(devs []pciDevice)
+	walk = func(devs []pciDevice) {
+		for _, d := range devs {
+			out = append(out, fmt.Sprintf("%02x:%02x.%d %04x:%04x", d.Bus, d.Slot, d.Function, d.ID.Vendor, d.ID.Device))
+			if d.PCIBridge != nil {
+				walk(d.PCIBridge.Devices)
+			}
+		}
+	}
+	for _, b := range buses {
+		walk(b.Devices)
+	}
+	return out
+}
+
+// compare explains how have differs from the snapshot's want, or returns
+// "" when a stream saved on want loads on have. extra reports PCI
+// functions have adds after want's (they load, but the guest will not
+// see them).
+func (want hardware) compare(have hardware) (diff string, extra []string) {
+	var d []string
+	if want.MachineType != have.MachineType {
+		d = append(d, fmt.Sprintf("machine type %s, the snapshot has %s", have.MachineType, want.MachineType))
+	}
+	if want.MemoryBytes != have.MemoryBytes {
+		d = append(d, fmt.Sprintf("memory %d MiB, the snapshot has %d MiB", have.MemoryBytes>>20, want.MemoryBytes>>20))
+	}
+	if want.CPUs != have.CPUs {
+		d = append(d, fmt.Sprintf("%d CPUs, the snapshot has %d", have.CPUs, want.CPUs))
+	}
+	for k, w := range want.PCI {
+		if k >= len(have.PCI) {
+			d = append(d, fmt.Sprintf("no PCI device %s (the snapshot has %d PCI functions, this machine %d)", w, len(want.PCI), len(have.PCI)))
+			break
+		}
+		if have.PCI[k] != w {
+			d = append(d, fmt.Sprintf("PCI device %s where the snapshot has %s (devices must be given in the same order)", have.PCI[k], w))
+			break
+		}
+	}
+	if len(have.PCI) > len(want.PCI) && len(d) == 0 {
+		extra = have.PCI[len(want.PCI):]
+	}
+	return strings.Join(d, "; "), extra
+}
+
+// freezeDisks copies every writable disk layer, once the migration has
+// completed (QEMU has flushed the disks and holds no cached metadata),
+// next to the original as <path>.snapN: the copy is the frozen layer the
+// clones' overlays sit on, while the machine goes on with its own file.
+// Keeping the copy in the same directory keeps a relative backing file
+// name in its header valid. Disk layers of test machines are small
+// overlays, so the copy costs little (and nothing on file systems that
+// share extents).
+func (i *Instance) freezeDisks(ctx context.Context, blocks []blockInfo) ([]snapDisk, error) {
+	var disks []snapDisk
+	for _, b := range blocks {
+		if b.Inserted == nil || b.Inserted.RO {
+			continue
+		}
+		path := b.Inserted.File
+		if strings.HasPrefix(path, "json:") || !filepath.IsAbs(path) {
+			return disks, fmt.Errorf("machine %q: disk %s (%s) is not a plain file path; snapshots need file-backed disks: %w", i.name, b.Device, path, backend.ErrUnsupported)
+		}
+		format := b.Inserted.Image.Format
+		if format == "" {
+			format = b.Inserted.Drv
+		}
+		i.snapSeq++
+		frozen := fmt.Sprintf("%s.snap%d", path, i.snapSeq)
+		if err := copyFile(ctx, path, frozen); err != nil {
+			return disks, fmt.Errorf("machine %q: freezing disk %s: %w", i.name, b.Device, err)
+		}
+		disks = append(disks, snapDisk{Device: b.Device, Path: path, Frozen: frozen, Format: format})
+	}
+	return disks, nil
+}
+
+// writableDisks returns the writable disks of query-block's answer,
+// checking up front that they can be frozen.
+func (i *Instance) writableDisks(ctx context.Context) ([]blockInfo, error) {
+	var blocks []blockInfo
+	if err := i.execute(ctx, "query-block", nil, &blocks); err != nil {
+		return nil, err
+	}
+	var out []blockInfo
+	for _, b := range blocks {
+		if b.Inserted == nil || b.Inserted.RO {
+			continue
+		}
+		if _, err := exec.LookPath(qemuImg); err != nil {
+			return nil, fmt.Errorf("machine %q: %s is not installed (Debian package qemu-utils); snapshots of machines with disks need it", i.name, qemuImg)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// copyFile copies src to a new file dst (0600), removing dst on error.
+func copyFile(ctx context.Context, src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	return err
+}
+
+// saveState streams the stopped guest's state into dir and returns the
+// file's path. The file appears under its final name only once complete.
+func (i *Instance) saveState(ctx context.Context, dir string) (path string, compressed bool, err error) {
+	zstd, lookErr := exec.LookPath(zstdBinary)
+	compressed = lookErr == nil
+	name := stateRaw
+	if compressed {
+		name = stateZstd
+	}
+	final := filepath.Join(dir, name)
+	tmp := final + ".partial"
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+
+	var (
+		feed   *os.File // what QEMU writes the stream into
+		helper *exec.Cmd
+		stderr bytes.Buffer
+	)
+	if compressed {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return "", false, err
+		}
+		helper = exec.Command(zstd, "-1", "-q", "-f", "-o", tmp)
+		helper.Stdin, helper.Stderr = r, &stderr
+		if err := helper.Start(); err != nil {
+			closeAll(r, w)
+			return "", false, fmt.Errorf("machine %q: starting %s: %w", i.name, zstd, err)
+		}
+		r.Close()
+		feed = w
+	} else {
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return "", false, fmt.Errorf("machine %q: %w", i.name, err)
+		}
+		feed = f
+	}
+	waitHelper := func() error {
+		if helper == nil {
+			return nil
+		}
+		done := make(chan error, 1)
+		go func() { done <- helper.Wait() }()
+		t := time.NewTimer(30 * time.Second)
+		defer t.Stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("%s: %v: %s", zstdBinary, err, strings.TrimSpace(stderr.String()))
+			}
+			return nil
+		case <-t.C:
+			helper.Process.Kill()
+			<-done
+			return fmt.Errorf("%s did not finish within 30 s of the stream's end", zstdBinary)
+		}
+	}
+
+	c, err := i.client()
+	if err != nil {
+		feed.Close()
+		waitHelper()
+		return "", false, err
+	}
+	err = c.ExecuteWithFiles(ctx, "getfd", map[string]any{"fdname": migrateFD}, nil, feed)
+	// QEMU has its own copy now; ours would keep the pipe open.
+	feed.Close()
+	if err != nil {
+		waitHelper()
+		return "", false, fmt.Errorf("machine %q: passing the snapshot file to QEMU: %w", i.name, err)
+	}
+	// A stopped guest does not dirty memory, so the stream is one pass;
+	// no bandwidth limit should slow it (7.2 defaults to 32 MiB/s).
+	_ = i.execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40}, nil)
+	if err := i.execute(ctx, "migrate", map[string]any{"uri": "fd:" + migrateFD}, nil); err != nil {
+		_ = i.execute(context.WithoutCancel(ctx), "closefd", map[string]any{"fdname": migrateFD}, nil)
+		waitHelper()
+		return "", false, fmt.Errorf("machine %q: starting the snapshot: %w", i.name, err)
+	}
+	merr := i.awaitMigration(ctx, "saving the snapshot")
+	herr := waitHelper()
+	if merr != nil {
+		if herr != nil {
+			merr = fmt.Errorf("%w (%v)", merr, herr)
+		}
+		return "", false, merr
+	}
+	if herr != nil {
+		return "", false, fmt.Errorf("machine %q: compressing the snapshot: %w", i.name, herr)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return "", false, err
+	}
+	return final, compressed, nil
+}
+
+// awaitMigration polls query-migrate until the migration completed
+// (nil), failed or was cancelled (error with QEMU's reason). When ctx
+// ends first it cancels the migration. It returns early if QEMU exits.
+func (i *Instance) awaitMigration(ctx context.Context, what string) error {
+	interval := pollMin
+	for {
+		var st struct {
+			Status    string `json:"status"`
+			ErrorDesc string `json:"error-desc"`
+		}
+		if err := i.execute(ctx, "query-migrate", nil, &st); err != nil {
+			if ctx.Err() != nil {
+				i.cancelMigration()
+				return fmt.Errorf("machine %q: %s: %w", i.name, what, ctx.Err())
+			}
+			return err
+		}
+		switch st.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			desc := st.ErrorDesc
+			if desc == "" {
+				desc = "QEMU gave no reason"
+			}
+			return fmt.Errorf("machine %q: %s: migration %s: %s", i.name, what, st.Status, desc)
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			i.cancelMigration()
+			return fmt.Errorf("machine %q: %s: %w", i.name, what, ctx.Err())
+		case <-i.exited:
+			t.Stop()
+			return i.exitError(what, nil)
+		case <-t.C:
+		}
+		interval = min(interval*2, pollMax)
+	}
+}
+
+// cancelMigration stops a running migration, bounded on its own.
+func (i *Instance) cancelMigration() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = i.execute(ctx, "migrate_cancel", nil, nil)
+}
+
+// writeManifest writes m atomically, last, so a directory with a manifest
+// holds a complete snapshot.
+func writeManifest(dir string, m manifest) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, manifestFile+".partial")
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing the snapshot manifest: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, manifestFile))
+}
+
+// readManifest reads and checks a snapshot directory.
+func readManifest(snap *backend.Snapshot) (manifest, error) {
+	var m manifest
+	if snap == nil {
+		return m, fmt.Errorf("%w: no snapshot given", backend.ErrSnapshotMismatch)
+	}
+	if snap.Backend != "" && snap.Backend != "qemu" {
+		return m, fmt.Errorf("%w: the snapshot was taken by the %s backend; only it can restore it", backend.ErrSnapshotMismatch, snap.Backend)
+	}
+	data, err := os.ReadFile(filepath.Join(snap.Dir, manifestFile))
+	if err != nil {
+		return m, fmt.Errorf("%w: %s is not a complete snapshot (no readable %s): %v", backend.ErrSnapshotMismatch, snap.Dir, manifestFile, err)
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("%w: %s: malformed %s: %v", backend.ErrSnapshotMismatch, snap.Dir, manifestFile, err)
+	}
+	if m.Backend != "qemu" || m.Version != manifestVersion {
+		return m, fmt.Errorf("%w: %s was written by backend %q, format %d; this is qemu format %d", backend.ErrSnapshotMismatch, snap.Dir, m.Backend, m.Version, manifestVersion)
+	}
+	if m.State != stateRaw && m.State != stateZstd {
+		return m, fmt.Errorf("%w: %s: the manifest names an unknown state file %q", backend.ErrSnapshotMismatch, snap.Dir, m.State)
+	}
+	fi, err := os.Stat(filepath.Join(snap.Dir, m.State))
+	if err != nil {
+		return m, fmt.Errorf("%w: %s: the saved state is missing: %v", backend.ErrSnapshotMismatch, snap.Dir, err)
+	}
+	if fi.Size() != m.Size {
+		return m, fmt.Errorf("%w: %s: the saved state %s has %d bytes, the manifest says %d (truncated or replaced; take the snapshot again)",
+			backend.ErrSnapshotMismatch, snap.Dir, m.State, fi.Size(), m.Size)
+	}
+	for _, d := range m.Disks {
+		if _, err := os.Stat(d.Frozen); err != nil {
+			return m, fmt.Errorf("%w: %s: the frozen layer of disk %s is gone (was the machine it was taken from removed?): %v",
+				backend.ErrSnapshotMismatch, snap.Dir, d.Device, err)
+		}
+	}
+	return m, nil
+}
+
+// runTool runs a host tool, bounded by ctx, quoting its stderr on error.
+func runTool(ctx context.Context, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
