@@ -359,7 +359,7 @@ func (m *Machine) restore(ctx context.Context, snap *Snapshot, peers []string) e
 	m.shell, m.connected = sh, true
 	m.mu.Unlock()
 	m.log.Info(m.name, fmt.Sprintf("restored from %s in %.2f seconds (state loaded %.2f s, shell %.2f s, identity %.2f s)",
-		snap.name, time.Since(start).Seconds(), loaded.Seconds(), (shellAt - loaded).Seconds(), (time.Since(start) - shellAt).Seconds()))
+		snap.name, time.Since(start).Seconds(), loaded.Seconds(), (shellAt-loaded).Seconds(), (time.Since(start)-shellAt).Seconds()))
 	return nil
 }
 
