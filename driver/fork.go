@@ -174,7 +174,7 @@ func (d *Driver) snapshotRunning(ctx context.Context) (map[string]*machine.Snaps
 			continue
 		}
 		g.Go(func() error {
-			s, err := m.Snapshot(gctx, "subtests")
+			s, err := m.Snapshot(gctx, "after-set-up")
 			if err != nil {
 				return err
 			}

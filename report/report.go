@@ -196,6 +196,9 @@ type Logger struct {
 	// mainFailure is the first Failure reported outside any subtest.
 	mainFailure *string
 	buf, jbuf   []byte // scratch for Out and JUnit lines
+	// branch is set on a Logger made by Branch: its records are held
+	// here until merge.
+	branch *branch
 }
 
 // block is an open nested block or subtest.
@@ -262,6 +265,10 @@ func (l *Logger) Error(machine, msg string) { l.line(LevelError, kindLine, machi
 func (l *Logger) Serial(machine, line string) { l.line(LevelInfo, kindSerial, machine, line) }
 
 func (l *Logger) line(level Level, k kind, machine, msg string) {
+	if p := l.mergedInto(); p != nil {
+		p.line(level, k, machine, msg)
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.emit(record{t: l.now(), kind: k, level: level, machine: machine, msg: msg, depth: len(l.stack)}, l.currentSubtest())
@@ -279,6 +286,9 @@ func (l *Logger) SetSerialOutput(on bool) {
 // called from any goroutine; calls after the first do nothing. Blocks
 // ended out of order are tolerated.
 func (l *Logger) Nested(machine, msg string) (end func(err error)) {
+	if p := l.mergedInto(); p != nil {
+		return p.Nested(machine, msg)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := &block{machine: machine, msg: msg, start: l.now(), depth: len(l.stack)}
@@ -291,6 +301,9 @@ func (l *Logger) Nested(machine, msg string) (end func(err error)) {
 // case named after the enclosing subtests too ("outer/inner"). end records
 // whether it passed (err == nil) and why not.
 func (l *Logger) Subtest(name string) (end func(err error)) {
+	if p := l.mergedInto(); p != nil {
+		return p.Subtest(name)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	parent := l.currentSubtest()
@@ -310,7 +323,9 @@ func (l *Logger) Subtest(name string) (end func(err error)) {
 func (l *Logger) end(b *block, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if b.done {
+	if b.done || (l.branch != nil && l.branch.merged) {
+		// A block of a merged branch that was still open at merge is
+		// reported unfinished; it belongs to the parent now.
 		return
 	}
 	b.done = true
@@ -345,6 +360,10 @@ func (l *Logger) end(b *block, err error) {
 // script line with a caret under the column, then msg. A failure outside
 // any subtest also fails the JUnit case "main".
 func (l *Logger) Failure(msg string, loc *Location) {
+	if p := l.mergedInto(); p != nil {
+		p.Failure(msg, loc)
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := record{t: l.now(), kind: kindFailure, level: LevelError, msg: msg, depth: len(l.stack), failed: true}
@@ -382,22 +401,18 @@ func (l *Logger) currentSubtest() *subtest {
 	return nil
 }
 
-// emit writes r to Out and records it for JUnit in target's output (nil:
-// outside any subtest). l.mu is held.
+// emit writes r to Out (a branch holds it until merge) and records it
+// for JUnit in target's output (nil: outside any subtest). l.mu is held.
 func (l *Logger) emit(r record, target *subtest) {
 	if r.level < l.level {
 		return
 	}
-	if !l.closed && l.err == nil && (r.kind != kindSerial || l.serial) {
-		l.buf = l.buf[:0]
-		if l.format == FormatJSON {
-			l.buf = appendJSON(l.buf, r)
-		} else {
-			l.buf = appendText(l.buf, r, r.depth, l.color)
-		}
-		if _, err := l.out.Write(l.buf); err != nil {
-			l.err = fmt.Errorf("write log: %w", err)
-		}
+	show := r.kind != kindSerial || l.serial
+	switch {
+	case l.branch != nil:
+		l.branch.recs = append(l.branch.recs, heldRecord{r: r, show: show, outside: target == nil})
+	case show:
+		l.writeOut(r)
 	}
 	if l.junit {
 		sb, base := &l.mainOut, 0
@@ -406,5 +421,21 @@ func (l *Logger) emit(r record, target *subtest) {
 		}
 		l.jbuf = appendText(l.jbuf[:0], r, max(r.depth-base, 0), false)
 		sb.Write(l.jbuf)
+	}
+}
+
+// writeOut writes r to Out. l.mu is held.
+func (l *Logger) writeOut(r record) {
+	if l.closed || l.err != nil {
+		return
+	}
+	l.buf = l.buf[:0]
+	if l.format == FormatJSON {
+		l.buf = appendJSON(l.buf, r)
+	} else {
+		l.buf = appendText(l.buf, r, r.depth, l.color)
+	}
+	if _, err := l.out.Write(l.buf); err != nil {
+		l.err = fmt.Errorf("write log: %w", err)
 	}
 }

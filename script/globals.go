@@ -123,6 +123,9 @@ func (s *Session) startAll(th *starlark.Thread, args starlark.Tuple, kwargs []st
 	if err != nil {
 		return nil, err
 	}
+	if fs := forkOf(th); fs != nil {
+		return none(startMachines(ctx, fs.log, s.machinesOf(th)))
+	}
 	return starlark.None, s.d.StartAll(ctx)
 }
 
@@ -133,6 +136,13 @@ func (s *Session) joinAll(th *starlark.Thread, args starlark.Tuple, kwargs []sta
 	ctx, err := contextOf(th)
 	if err != nil {
 		return nil, err
+	}
+	if forkOf(th) != nil {
+		var errs []error
+		for _, m := range s.machinesOf(th) {
+			errs = append(errs, m.WaitForShutdown(ctx))
+		}
+		return none(errors.Join(errs...))
 	}
 	return starlark.None, s.d.JoinAll(ctx)
 }
@@ -166,7 +176,7 @@ func (s *Session) testScript(th *starlark.Thread, args starlark.Tuple, kwargs []
 	prev := st.script
 	st.script, st.testScript = r, true
 	defer func() { st.script, st.testScript = prev, false }()
-	end := s.log.Nested("", "run the VM test script")
+	end := s.logOf(th).Nested("", "run the VM test script")
 	defined, err := prog.Init(th, predeclared)
 	if rerr := s.resolvePending(th, err); err == nil {
 		err = rerr
@@ -251,7 +261,7 @@ func (s *Session) createMachine(th *starlark.Thread, args starlark.Tuple, kwargs
 		return nil, err
 	}
 	if keepVMV != nil {
-		s.log.Warn("", "create_machine: keep_vm_state is deprecated, use keep_machine_state")
+		s.logOf(th).Warn("", "create_machine: keep_vm_state is deprecated, use keep_machine_state")
 	}
 	m, err := s.d.CreateMachine(start, name, toBool(keepV, false) || toBool(keepVMV, false))
 	if err != nil {
@@ -269,11 +279,15 @@ func (s *Session) serialStdout(on bool) builtinFunc {
 		if err := noArgs(name, args, kwargs); err != nil {
 			return nil, err
 		}
+		log, rep := s.log, s.opts.Reporter
+		if fs := forkOf(th); fs != nil {
+			log, rep = fs.log, fs.rep
+		}
 		switch {
-		case s.opts.Reporter != nil:
-			s.opts.Reporter.SetSerialOutput(on)
+		case rep != nil:
+			rep.SetSerialOutput(on)
 		default:
-			if l, ok := s.log.(interface{ SetSerialOutput(bool) }); ok {
+			if l, ok := log.(interface{ SetSerialOutput(bool) }); ok {
 				l.SetSerialOutput(on)
 			}
 		}
@@ -305,8 +319,7 @@ func (s *Session) print(th *starlark.Thread, args starlark.Tuple, kwargs []starl
 		}
 	}
 	b.WriteString(end)
-	_, err = s.stdout.Write([]byte(b.String()))
-	return starlark.None, err
+	return starlark.None, s.writeStdout(b.String())
 }
 
 // strOf is Python's str(): strings unquoted, everything else as repr.
@@ -503,29 +516,32 @@ func noAttr(what, name string, have []string) error {
 	return errors.New(msg)
 }
 
-// logObject is `log`: the run's logger.
+// logObject is `log`: the run's logger (a forked subtest's own in its
+// thread).
 func (s *Session) logObject() *namespace {
-	line := func(name string, emit func(string)) *starlark.Builtin {
+	line := func(name string, emit func(l driver.Logger, msg string)) *starlark.Builtin {
 		return s.builtin(name, func(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 			var msgV, attrsV starlark.Value
 			if err := unpack(name, args, kwargs, []string{"message", "attributes?"}, &msgV, &attrsV); err != nil {
 				return nil, err
 			}
-			emit(strOf(msgV))
+			emit(s.logOf(th), strOf(msgV))
 			return starlark.None, nil
 		})
 	}
+	info := func(l driver.Logger, m string) { l.Info("", m) }
+	warn := func(l driver.Logger, m string) { l.Warn("", m) }
 	return &namespace{name: "log", attrs: starlark.StringDict{
-		"info":    line("info", func(m string) { s.log.Info("", m) }),
-		"warning": line("warning", func(m string) { s.log.Warn("", m) }),
-		"warn":    line("warn", func(m string) { s.log.Warn("", m) }),
+		"info":    line("info", info),
+		"warning": line("warning", warn),
+		"warn":    line("warn", warn),
 		// Like the NixOS driver's logger, error ends the test.
 		"error": s.builtin("error", func(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 			var msgV, attrsV starlark.Value
 			if err := unpack("error", args, kwargs, []string{"message", "attributes?"}, &msgV, &attrsV); err != nil {
 				return nil, err
 			}
-			s.log.Warn("", "error: "+strOf(msgV))
+			s.logOf(th).Warn("", "error: "+strOf(msgV))
 			return nil, errors.New(strOf(msgV))
 		}),
 		"nested": s.builtin("nested", func(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -533,8 +549,8 @@ func (s *Session) logObject() *namespace {
 			if err := unpack("nested", args, kwargs, []string{"message", "attributes?"}, &msgV, &attrsV); err != nil {
 				return nil, err
 			}
-			msg := strOf(msgV)
-			return &nestedCM{msg: msg, open: func() func(error) { return s.log.Nested("", msg) }}, nil
+			msg, log := strOf(msgV), s.logOf(th)
+			return &nestedCM{msg: msg, open: func() func(error) { return log.Nested("", msg) }}, nil
 		}),
 	}}
 }

@@ -148,6 +148,8 @@ type envConfig struct {
 	machines      []string
 	globalTimeout time.Duration
 	guest         func(name string, g *mock.Guest)
+	// logger, if set, replaces the recording logger.
+	logger driver.Logger
 }
 
 func newEnv(t *testing.T, cfg envConfig) *env {
@@ -162,7 +164,11 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	for _, n := range cfg.machines {
 		dc.Machines = append(dc.Machines, driver.MachineConfig{Name: n, StartScript: "/nonexistent/run-" + n + "-vm"})
 	}
-	d, err := driver.New(dc, driver.WithBackend(e.b), driver.WithLogger(e.log))
+	var log driver.Logger = e.log
+	if cfg.logger != nil {
+		log = cfg.logger
+	}
+	d, err := driver.New(dc, driver.WithBackend(e.b), driver.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/driver"
@@ -19,13 +20,28 @@ import (
 
 // machineValue is a machine as scripts see it: the NixOS driver's
 // Machine API over a *machine.Machine.
+//
+// In a forked subtest (Options.ForkSubtests) the same value acts on the
+// subtest's clone of the machine: methods look the machine up in their
+// thread's fork (forkOf), so a function defined in set-up acts on the
+// clones when a subtest calls it. Data attributes (booted, pid, ...)
+// have no thread to look at; a forked subtest's own globals therefore
+// name clone-bound values (clone set), which read the clone's.
 type machineValue struct {
 	s *Session
+	// m is the machine the value names: for a clone-bound value, the
+	// original it was cloned from.
 	m *machine.Machine
+	// clone, if set, is the forked subtest's clone the value acts on.
+	clone *machine.Machine
 }
 
-// Machines compare by identity (Starlark's default for ==).
-var _ starlark.HasAttrs = (*machineValue)(nil)
+// Machines are equal when they name the same machine: a forked subtest's
+// clone-bound value equals the original's.
+var (
+	_ starlark.HasAttrs   = (*machineValue)(nil)
+	_ starlark.Comparable = (*machineValue)(nil)
+)
 
 func (mv *machineValue) String() string       { return fmt.Sprintf("<Machine '%s'>", mv.m.Name()) }
 func (mv *machineValue) Type() string         { return "Machine" }
@@ -35,6 +51,43 @@ func (mv *machineValue) Hash() (uint32, error) {
 	h := fnv.New32a()
 	h.Write([]byte(mv.m.Name()))
 	return h.Sum32(), nil
+}
+
+// CompareSameType supports == and != only.
+func (mv *machineValue) CompareSameType(op syntax.Token, y starlark.Value, _ int) (bool, error) {
+	same := mv.m == namedMachine(y)
+	switch op {
+	case syntax.EQL:
+		return same, nil
+	case syntax.NEQ:
+		return !same, nil
+	}
+	return false, fmt.Errorf("%s %s %s: machines are not ordered", mv.Type(), op, y.Type())
+}
+
+// namedMachine is the machine a Machine value names (the original, for a
+// clone-bound value), or nil.
+func namedMachine(v starlark.Value) *machine.Machine {
+	switch v := v.(type) {
+	case *machineValue:
+		return v.m
+	case *machineAlias:
+		return v.mv.m
+	}
+	return nil
+}
+
+// on returns the machine the value acts on in thread th.
+func (mv *machineValue) on(th *starlark.Thread) *machine.Machine {
+	if mv.clone != nil {
+		return mv.clone
+	}
+	if fs := forkOf(th); fs != nil {
+		if c := fs.clones[mv.m.Name()]; c != nil {
+			return c
+		}
+	}
+	return mv.m
 }
 
 // machineAttrs are the machine's data attributes.
@@ -166,7 +219,14 @@ func (mv *machineValue) AttrNames() []string {
 // Attr returns an attribute or a bound method; a misspelt name gets the
 // closest one suggested.
 func (mv *machineValue) Attr(name string) (starlark.Value, error) {
+	if name == "name" {
+		// A clone keeps its original's name for the script.
+		return starlark.String(mv.m.Name()), nil
+	}
 	if a, ok := machineAttrs[name]; ok {
+		if mv.clone != nil {
+			return a(mv.clone), nil
+		}
 		return a(mv.m), nil
 	}
 	fn, ok := machineMethods[name]
@@ -178,7 +238,7 @@ func (mv *machineValue) Attr(name string) (starlark.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		return fn(&call{mv: mv, m: mv.m, th: th, ctx: ctx, fn: name, args: args, kwargs: kwargs})
+		return fn(&call{mv: mv, m: mv.on(th), th: th, ctx: ctx, fn: name, args: args, kwargs: kwargs})
 	}).BindReceiver(mv), nil
 }
 
@@ -189,7 +249,10 @@ type machineAlias struct {
 	once interface{ Do(func()) }
 }
 
-var _ starlark.HasAttrs = (*machineAlias)(nil)
+var (
+	_ starlark.HasAttrs   = (*machineAlias)(nil)
+	_ starlark.Comparable = (*machineAlias)(nil)
+)
 
 func (a *machineAlias) String() string        { return a.mv.String() }
 func (a *machineAlias) Type() string          { return a.mv.Type() }
@@ -197,6 +260,11 @@ func (a *machineAlias) Freeze()               {}
 func (a *machineAlias) Truth() starlark.Bool  { return starlark.True }
 func (a *machineAlias) Hash() (uint32, error) { return a.mv.Hash() }
 func (a *machineAlias) AttrNames() []string   { return a.mv.AttrNames() }
+
+// CompareSameType compares the machine the alias names.
+func (a *machineAlias) CompareSameType(op syntax.Token, y starlark.Value, depth int) (bool, error) {
+	return a.mv.CompareSameType(op, y, depth)
+}
 
 func (a *machineAlias) Attr(name string) (starlark.Value, error) {
 	a.once.Do(func() {

@@ -26,7 +26,7 @@ func (s *Session) pollingCondition(th *starlark.Thread, args starlark.Tuple, kwa
 	}
 	param := "interval"
 	if !isNone(secondsV) {
-		s.log.Warn("", "polling_condition: seconds_interval is deprecated, use interval")
+		s.logOf(th).Warn("", "polling_condition: seconds_interval is deprecated, use interval")
 		intervalV, param = secondsV, "seconds_interval"
 	}
 	interval, ok, err := toDuration(fn, param, intervalV, driver.DefaultPollingInterval)

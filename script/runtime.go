@@ -10,6 +10,37 @@
 //
 // A script failure is a *ScriptError whose positions refer to the script
 // as written (not its Starlark rewrite).
+//
+// # Forked subtests
+//
+// With Options.ForkSubtests (vmdriver's --fork-subtests) a script runs as
+// a suite of independent subtests. It is cut into set-up (every
+// top-level statement before the first top-level `with subtest(...):`),
+// the top-level subtests, and a tail (the statements after the last
+// subtest); any other statement between two subtests is an error before
+// anything runs (ErrBetweenSubtests). Set-up runs on the machines; then
+// each subtest runs on its own thread against fresh clones of every
+// machine (driver.Driver.ForkAll), at most Options.Jobs at a time, so
+// that one subtest cannot disturb another; finally the tail runs on the
+// original machines, which the subtests never touched. A failing subtest
+// is reported like any failing subtest and does not stop the others; the
+// run then fails with ErrSubtestsFailed.
+//
+// Each part sees the globals as set-up left them. They are frozen when
+// set-up ends, as subtests share them: a subtest (and the tail) cannot
+// change set-up's lists and dicts, but it may rebind any name, and the
+// names it binds are its own (other subtests and the tail do not see
+// them, and functions defined in set-up keep reading set-up's). A
+// machine acts on the clone in a subtest, however the script reaches it
+// (directly, through `machines`, or in a function defined in set-up);
+// start_all and join_all act on the clones too. Data attributes (booted,
+// pid, state_dir, ...) read the clone through the machine globals; a
+// machine value that set-up stored elsewhere (server = machines[0])
+// reads the original's. Only the configured machines are cloned: one
+// made by create_machine is shared. Polling conditions belong to the
+// driver, not to a subtest. print writes to the shared stdout as it
+// happens; a subtest's log is merged whole when it ends if the Logger is
+// a Brancher.
 package script
 
 import (
@@ -18,6 +49,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 
@@ -54,6 +86,15 @@ type Options struct {
 	// failures are logged as warnings with a "!!! " prefix, and
 	// serial_stdout_on/off use the Logger if it has SetSerialOutput(bool).
 	Reporter Reporter
+	// ForkSubtests runs the script as a suite of independent subtests
+	// (see "Forked subtests" in the package documentation): set-up once,
+	// then every top-level subtest on its own clones of the machines.
+	// Give it a Logger that is a Brancher (a *report.Logger), or lines
+	// of subtests running side by side mix in the log.
+	ForkSubtests bool
+	// Jobs bounds how many forked subtests run at once; 0 means
+	// DefaultJobs. Only ForkSubtests uses it.
+	Jobs int
 }
 
 // Thread-local keys.
@@ -78,6 +119,7 @@ type Session struct {
 	opts    Options
 	log     driver.Logger
 	stdout  io.Writer
+	printMu sync.Mutex // print's writes: forked subtests print side by side
 	mods    *pyModules
 	globals starlark.StringDict
 	names   []string // sorted names of globals, for hints
@@ -107,8 +149,8 @@ func newSession(opts Options) *Session {
 	if s.stdout == nil {
 		s.stdout = os.Stdout
 	}
-	s.mods = newModules(s.currentContext, func(msg string) { s.log.Info("", msg) },
-		func(msg string) func(error) { return s.log.Nested("", msg) }, s.stdout)
+	s.mods = newModules(s.currentContext, func(msg string) { s.currentLog().Info("", msg) },
+		func(msg string) func(error) { return s.currentLog().Nested("", msg) }, s.stdout)
 	s.globals = s.buildGlobals()
 	for k := range s.globals {
 		s.names = append(s.names, k)
@@ -155,6 +197,14 @@ func (s *Session) Close() error { return s.mods.close() }
 // Run runs the configured test script (Options.Filename and Source)
 // under ctx and the driver's global timeout; see the package function Run.
 func (s *Session) Run(ctx context.Context) error {
+	if s.opts.ForkSubtests {
+		return s.runForked(ctx)
+	}
+	return s.runWhole(ctx)
+}
+
+// runWhole runs the configured script as one program.
+func (s *Session) runWhole(ctx context.Context) error {
 	r, prog, err := s.compile(s.opts.Filename, s.opts.Source)
 	if err != nil {
 		return err
@@ -176,13 +226,7 @@ func (s *Session) Run(ctx context.Context) error {
 			mu.Unlock()
 			return se
 		}
-		for _, m := range s.d.Machines() {
-			if m.IsUp() {
-				if _, err := m.Execute(ctx, "sync"); err != nil {
-					s.log.Warn(m.Name(), "sync after the test script failed: "+err.Error())
-				}
-			}
-		}
+		s.syncMachines(ctx)
 		return nil
 	})
 	// The driver may report a global timeout without wrapping the
@@ -193,6 +237,18 @@ func (s *Session) Run(ctx context.Context) error {
 		return scriptErr
 	}
 	return err
+}
+
+// syncMachines runs `sync` on every configured machine that is up, as
+// the NixOS driver does after the test script.
+func (s *Session) syncMachines(ctx context.Context) {
+	for _, m := range s.d.Machines() {
+		if m.IsUp() {
+			if _, err := m.Execute(ctx, "sync"); err != nil {
+				s.log.Warn(m.Name(), "sync after the test script failed: "+err.Error())
+			}
+		}
+	}
 }
 
 // Exec runs one piece of script text (a REPL input) against globals,
@@ -235,6 +291,10 @@ type CheckOptions struct {
 	Machines []string
 	// VLANs are the VLAN numbers; each defines a global vlan<N>.
 	VLANs []int
+	// ForkSubtests also checks what a run with Options.ForkSubtests
+	// needs: no statement between two top-level subtests, and every name
+	// a subtest or the tail uses defined by set-up (or by itself).
+	ForkSubtests bool
 }
 
 // CheckWith is Check for a run described by opts.
@@ -270,6 +330,9 @@ func CheckWith(filename string, src []byte, opts CheckOptions) error {
 	}
 	if _, err := starlark.FileProgram(f, func(n string) bool { return names[n] }); err != nil {
 		return r.compileError(err, list)
+	}
+	if opts.ForkSubtests {
+		return checkFork(r, func(n string) bool { return names[n] }, list)
 	}
 	return nil
 }
@@ -337,7 +400,7 @@ type threadState struct {
 // exec runs fn on a new Starlark thread whose builtins block under ctx,
 // and cancels the thread when ctx ends.
 func (s *Session) exec(ctx context.Context, name string, r *rewritten, fn func(th *starlark.Thread) error) error {
-	th := &starlark.Thread{Name: name, Print: func(_ *starlark.Thread, msg string) { fmt.Fprintln(s.stdout, msg) }}
+	th := &starlark.Thread{Name: name, Print: func(_ *starlark.Thread, msg string) { s.writeStdout(msg + "\n") }}
 	tctx := context.WithValue(ctx, threadKey{}, th)
 	th.SetLocal(localContext, tctx)
 	st := &threadState{script: r}
@@ -348,8 +411,12 @@ func (s *Session) exec(ctx context.Context, name string, r *rewritten, fn func(t
 	s.running = append(s.running, th)
 	s.mu.Unlock()
 	defer func() {
+		// Forked subtests run threads side by side: remove this one,
+		// wherever it is.
 		s.mu.Lock()
-		s.running = s.running[:len(s.running)-1]
+		if i := slices.Index(s.running, th); i >= 0 {
+			s.running = slices.Delete(s.running, i, i+1)
+		}
 		s.mu.Unlock()
 	}()
 	err := fn(th)
@@ -357,6 +424,14 @@ func (s *Session) exec(ctx context.Context, name string, r *rewritten, fn func(t
 	if err == nil {
 		err = rerr
 	}
+	return err
+}
+
+// writeStdout writes print's output in one Write, one print at a time.
+func (s *Session) writeStdout(text string) error {
+	s.printMu.Lock()
+	defer s.printMu.Unlock()
+	_, err := io.WriteString(s.stdout, text)
 	return err
 }
 
@@ -374,7 +449,8 @@ func stateOf(th *starlark.Thread) *threadState {
 }
 
 // currentContext is the context of the innermost running thread, for the
-// modules (which have no thread at hand).
+// modules (which have no thread at hand). Forked subtests' threads all
+// run under the same run context, so any of them will do.
 func (s *Session) currentContext() context.Context {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -389,6 +465,26 @@ func (s *Session) currentContext() context.Context {
 	return ctx
 }
 
+// currentLog is the log of the only running thread (a forked subtest's
+// own), for the modules; with none or several running, the session's.
+func (s *Session) currentLog() driver.Logger {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.running) == 1 {
+		return s.logOf(s.running[0])
+	}
+	return s.log
+}
+
+// logOf is the log a thread writes to: its forked subtest's, or the
+// session's.
+func (s *Session) logOf(th *starlark.Thread) driver.Logger {
+	if fs := forkOf(th); fs != nil {
+		return fs.log
+	}
+	return s.log
+}
+
 // call calls a Starlark callable from Go (retry's function, a polling
 // condition, a QMP event filter) and settles the with-blocks it left.
 func (s *Session) call(th *starlark.Thread, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -399,16 +495,26 @@ func (s *Session) call(th *starlark.Thread, fn starlark.Value, args starlark.Tup
 	return v, err
 }
 
-// failure reports a failure through the Reporter, or as a "!!!" warning.
-func (s *Session) failure(msg string, loc *Location) {
-	if s.opts.Reporter != nil {
-		s.opts.Reporter.Failure(msg, loc)
+// failure reports a failure of thread th through its Reporter, or as a
+// "!!!" warning.
+func (s *Session) failure(th *starlark.Thread, msg string, loc *Location) {
+	log, rep := s.log, s.opts.Reporter
+	if fs := forkOf(th); fs != nil {
+		log, rep = fs.log, fs.rep
+	}
+	reportFailure(log, rep, msg, loc)
+}
+
+// reportFailure reports a failure to rep, or to log as a "!!!" warning.
+func reportFailure(log driver.Logger, rep Reporter, msg string, loc *Location) {
+	if rep != nil {
+		rep.Failure(msg, loc)
 		return
 	}
 	if loc != nil {
 		msg = loc.String() + ": " + msg
 	}
-	s.log.Warn("", "!!! "+msg)
+	log.Warn("", "!!! "+msg)
 }
 
 // nopLogger discards everything (a Session without a driver, for Check).

@@ -273,8 +273,11 @@ func (c *subtestCM) Freeze()               {}
 func (c *subtestCM) Truth() starlark.Bool  { return starlark.True }
 func (c *subtestCM) Hash() (uint32, error) { return 0, errors.New("unhashable type: subtest") }
 
-func (c *subtestCM) enter(*starlark.Thread) (starlark.Value, error) {
-	c.ends = append(c.ends, c.s.log.Subtest(c.name))
+func (c *subtestCM) enter(th *starlark.Thread) (starlark.Value, error) {
+	if fs := forkOf(th); fs != nil {
+		fs.opened++
+	}
+	c.ends = append(c.ends, c.s.logOf(th).Subtest(c.name))
 	return starlark.None, nil
 }
 
@@ -282,7 +285,7 @@ func (c *subtestCM) exit(th *starlark.Thread, err error) error {
 	end := c.ends[len(c.ends)-1]
 	c.ends = c.ends[:len(c.ends)-1]
 	if err != nil {
-		c.s.failure(`Test "`+c.name+`" failed with error: "`+errorMessage(err)+`"`, c.s.errorLocation(th, err))
+		c.s.failure(th, `Test "`+c.name+`" failed with error: "`+errorMessage(err)+`"`+frozenHint(th, err), c.s.errorLocation(th, err))
 	}
 	end(err)
 	return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/report"
+	"github.com/vmdriver/vmdriver/script"
 )
 
 // runFlags holds the command line of a test run. It accepts the current
@@ -33,6 +34,8 @@ type runFlags struct {
 	logLevel      report.Level
 	logFormat     report.Format
 	debugHook     string
+	forkSubtests  bool
+	jobs          int // 0: not given
 	positional    []string
 }
 
@@ -64,7 +67,29 @@ func newRunFlagSet(name string, f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.TextVar(&f.logLevel, "log-level", f.logLevel, "debug, info, warning or error (env logLevel)")
 	fs.TextVar(&f.logFormat, "log-format", report.FormatText, "text, or json for one JSON object per line")
 	fs.StringVar(&f.debugHook, "debug-hook-attach", "", "accepted for compatibility; breakpoints are not supported")
+	fs.BoolVar(&f.forkSubtests, "fork-subtests", false, "boot once, run the script's set-up (everything before the first top-level subtest), then each top-level subtest on its own clones of the machines, in parallel")
+	jobs := func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return fmt.Errorf("want a whole number of at least 1, got %q", s)
+		}
+		f.jobs = n
+		return nil
+	}
+	fs.Func("jobs", fmt.Sprintf("run at most `N` forked subtests at once (with --fork-subtests; default %d)", script.DefaultJobs), jobs)
+	fs.Func("j", "short for --jobs", jobs)
 	return fs
+}
+
+// checkCombinations rejects flags that do not go together.
+func (f *runFlags) checkCombinations() error {
+	switch {
+	case f.jobs != 0 && !f.forkSubtests:
+		return usageError{"-j/--jobs applies only with --fork-subtests"}
+	case f.forkSubtests && f.interactive && !f.noInteractive:
+		return usageError{"--fork-subtests runs the script as a suite and cannot be combined with -I/--interactive"}
+	}
+	return nil
 }
 
 // parseInterspersed parses flags and positional arguments in any order,

@@ -95,6 +95,18 @@ commands:
   -K/--keep-machine-state, -I/--interactive, -o/--output_directory DIR,
   --junit-xml FILE, --log-level LEVEL, --log-format text|json
 
+  --fork-subtests [-j/--jobs N]
+        run the script as a suite: boot the machines once, run its set-up
+        (every statement before the first top-level "with subtest(...):"),
+        snapshot the machines, then run each top-level subtest on fresh
+        clones of them, N at a time (default 2), so that a failing subtest
+        cannot disturb another; then the statements after the last subtest
+        run on the original machines. Each subtest is logged whole when it
+        ends and reported in JUnit as usual; the run fails if any subtest
+        failed. A statement between two subtests is an error; subtests see
+        set-up's values frozen. Not with -I. check --fork-subtests checks
+        the split.
+
   exit codes: 0 pass, 1 test failed, 2 usage or script error, 3 global
   timeout, 4 infrastructure error (the run could not be set up)
 

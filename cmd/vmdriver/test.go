@@ -48,6 +48,9 @@ func runTest(ctx context.Context, kind testCmd, name string, args []string, stdi
 		fmt.Fprintf(stderr, "vmdriver: "+format+"\n", a...)
 		return code
 	}
+	if err := f.checkCombinations(); err != nil {
+		return fail(exitUsage, "%v", err)
+	}
 	var code string // for eval
 	if kind == cmdEval {
 		if len(f.positional) != 1 {
@@ -83,7 +86,7 @@ func runTest(ctx context.Context, kind testCmd, name string, args []string, stdi
 		names = append(names, m.Name)
 	}
 	if src != nil {
-		if err := script.CheckWith(filename, src, script.CheckOptions{Machines: names, VLANs: cfg.VLANs}); err != nil {
+		if err := script.CheckWith(filename, src, script.CheckOptions{Machines: names, VLANs: cfg.VLANs, ForkSubtests: f.forkSubtests}); err != nil {
 			printScriptError(stderr, err)
 			return exitUsage
 		}
@@ -113,7 +116,10 @@ func runTest(ctx context.Context, kind testCmd, name string, args []string, stdi
 	}
 	defer d.Close()
 
-	opts := script.Options{Driver: d, Filename: filename, Source: src, Stdout: stdout, Logger: log, Reporter: log}
+	// With --fork-subtests, each subtest logs to a branch of log (a
+	// script.Brancher), merged whole when the subtest ends.
+	opts := script.Options{Driver: d, Filename: filename, Source: src, Stdout: stdout, Logger: log, Reporter: log,
+		ForkSubtests: f.forkSubtests, Jobs: f.jobs}
 	if f.interactive && !f.noInteractive {
 		return repl(ctx, opts, stdin, stdout, stderr)
 	}
