@@ -248,9 +248,22 @@ func (s *Session) retry(th *starlark.Thread, args starlark.Tuple, kwargs []starl
 
 func (s *Session) createMachine(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	const fn = "create_machine"
-	var startV, nameV, keepV, keepVMV starlark.Value
-	if err := unpack(fn, args, kwargs, []string{"start_command", "*", "name?", "keep_machine_state?", "keep_vm_state?"}, &startV, &nameV, &keepV, &keepVMV); err != nil {
+	var startV, nameV, keepV, keepVMV, snapV starlark.Value
+	if err := unpack(fn, args, kwargs, []string{"start_command?", "*", "name?", "keep_machine_state?", "keep_vm_state?", "snapshot?"}, &startV, &nameV, &keepV, &keepVMV, &snapV); err != nil {
 		return nil, err
+	}
+	if snapV != nil && snapV != starlark.None {
+		if startV != nil && startV != starlark.None {
+			return nil, errors.New("create_machine: give either a start_command or snapshot=, not both")
+		}
+		name, err := toOptStr(fn, "name", nameV, "")
+		if err != nil {
+			return nil, err
+		}
+		return s.restoreSnapshot(th, snapV, name)
+	}
+	if startV == nil || startV == starlark.None {
+		return nil, errNoStart
 	}
 	start, err := toStr(fn, "start_command", startV)
 	if err != nil {

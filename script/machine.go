@@ -191,6 +191,8 @@ func init() {
 		"get_tty_text":              mGetTTYText,
 		"wait_until_tty_matches":    mWaitUntilTTYMatches,
 		"dump_tty_contents":         mDumpTTYContents,
+		"snapshot":                  mSnapshot,
+		"fork":                      mFork,
 		"block":                     mSetLinks((*machine.Machine).Block),
 		"unblock":                   mSetLinks((*machine.Machine).Unblock),
 		"links":                     mLinks,

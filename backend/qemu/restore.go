@@ -166,7 +166,11 @@ func (i *Instance) loadSnapshot(ctx context.Context, dir string, m manifest) err
 		select {
 		case err := <-helperDone:
 			if err != nil {
-				helperErr = fmt.Errorf("%s: %s", zstdBinary, strings.TrimSpace(stderr.String()))
+				msg := strings.TrimSpace(stderr.String())
+				if msg == "" {
+					msg = err.Error()
+				}
+				helperErr = fmt.Errorf("%s: %s", zstdBinary, msg)
 			}
 		case <-t.C:
 			helper.Process.Kill()

@@ -443,7 +443,10 @@ func (i *Instance) saveState(ctx context.Context, dir string) (path string, comp
 		select {
 		case err := <-done:
 			if err != nil {
-				return fmt.Errorf("%s: %v: %s", zstdBinary, err, strings.TrimSpace(stderr.String()))
+				if msg := strings.TrimSpace(stderr.String()); msg != "" {
+					return errors.New(msg)
+				}
+				return fmt.Errorf("%s: %v", zstdBinary, err)
 			}
 			return nil
 		case <-t.C:
@@ -478,7 +481,9 @@ func (i *Instance) saveState(ctx context.Context, dir string) (path string, comp
 	herr := waitHelper()
 	if merr != nil {
 		if herr != nil {
-			merr = fmt.Errorf("%w (%v)", merr, herr)
+			// The compressor's reason (a full disk) comes first; QEMU
+			// only saw its pipe close.
+			return "", false, fmt.Errorf("machine %q: writing the snapshot: %v (then %v)", i.name, herr, merr)
 		}
 		return "", false, merr
 	}
