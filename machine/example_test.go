@@ -114,3 +114,59 @@ func ExampleStartT() {
 	fmt.Println("port 80 is open on", web.Name())
 	// Output: port 80 is open on web
 }
+
+func ExampleMachine_Fork() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := machine.Start(ctx, mock.New(), "server")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+	m.Succeed(ctx, "echo configured > /etc/app.conf")
+
+	// Two running clones of the machine as it is now; m keeps running.
+	clones, err := m.Fork(ctx, 2)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, c := range clones {
+		defer c.Close()
+		name, _ := c.Succeed(ctx, "hostname")
+		conf, _ := c.Succeed(ctx, "cat /etc/app.conf")
+		fmt.Printf("%s: host name %q, %q\n", c.Name(), name, conf)
+	}
+	// Output:
+	// server-1: host name "server-1\n", "configured\n"
+	// server-2: host name "server-2\n", "configured\n"
+}
+
+func ExampleRestore() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := machine.Start(ctx, mock.New(), "server")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+
+	snap, err := m.Snapshot(ctx, "ready")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m.Succeed(ctx, "touch /after-the-snapshot")
+
+	c, err := machine.Restore(ctx, snap, "copy")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	_, err = c.Succeed(ctx, "test -e /after-the-snapshot")
+	fmt.Println(snap.Name(), snap.Machine(), err != nil)
+	// Output: ready server true
+}
