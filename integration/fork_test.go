@@ -132,6 +132,19 @@ func testFork(t *testing.T, kind images.Kind) {
 	run(clones[0], "ping -c 1 -W 10 "+clones[1].Name())
 	run(clones[2], "ping -c 1 -W 10 192.168.1.1")
 	run(base, "ping -c 1 -W 10 "+ips[3])
+	// A clone forks like any machine, taking over its own addresses.
+	grand, err := d.Fork(ctx, clones[0], 1)
+	if err != nil {
+		t.Fatalf("forking a clone: %v", err)
+	}
+	gip := fmt.Sprintf("192.168.1.%d", grand[0].Node())
+	if addrs := run(grand[0], "ip -4 addr show dev eth1"); !strings.Contains(addrs, gip+"/") || strings.Contains(addrs, ips[0]+"/") {
+		t.Errorf("%s: eth1 addresses %q, want %s only", grand[0].Name(), addrs, gip)
+	}
+	run(grand[0], "ping -c 1 -W 10 "+ips[0])
+	if err := grand[0].Close(); err != nil {
+		t.Errorf("closing %s: %v", grand[0].Name(), err)
+	}
 	// The clones' writes stayed out of the snapshot: a machine restored
 	// from it now sees none of them.
 	snap, err := d.Snapshot(ctx, base, "later")

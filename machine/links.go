@@ -28,7 +28,22 @@ func (m *Machine) Links(ctx context.Context) ([]backend.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: listing network links: %w", m.name, err)
 	}
-	return ls, nil
+	return m.ownMACs(ls), nil
+}
+
+// ownMACs corrects the VLAN MACs of a restored machine: the hypervisor
+// reports the MACs its command line gave (the original's), while the
+// clone's guest uses its own node number's.
+func (m *Machine) ownMACs(ls []backend.Link) []backend.Link {
+	if m.node == 0 {
+		return ls
+	}
+	for i, l := range ls {
+		if vlan, _, ok := vlanMAC(l.MAC); ok && l.VLAN != 0 {
+			ls[i].MAC = nodeMAC(vlan, m.node)
+		}
+	}
+	return ls
 }
 
 // Block unplugs the cable of every VLAN link of the machine, so the

@@ -95,6 +95,7 @@ func (m *Machine) snapshot(ctx context.Context, name string) (*Snapshot, error) 
 		if links, err = lc.Links(ctx); err != nil {
 			return nil, fmt.Errorf("machine %s: listing links for the snapshot: %w", m.name, err)
 		}
+		links = m.ownMACs(links)
 	}
 	dir := filepath.Join(m.stateDir, "snapshots", name)
 	if _, err := os.Stat(dir); err == nil {

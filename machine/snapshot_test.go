@@ -96,6 +96,16 @@ func TestFork(t *testing.T) {
 		t.Errorf("original hostname %q", out)
 	}
 
+	// A clone forks like any machine: its clone takes over its own
+	// addresses, not the original's.
+	grand, err := clones[0].Fork(ctx, 1)
+	must(t, err)
+	closeAll(t, grand)
+	if addrs, err := grand[0].Succeed(ctx, "ip -o addr"); err != nil || !strings.Contains(addrs, "192.168.1.6/24") || strings.Contains(addrs, "192.168.1.3/24") {
+		t.Errorf("clone of a clone: %q, %v; want 192.168.1.6 instead of 192.168.1.3", addrs, err)
+	}
+	must(t, grand[0].Close())
+
 	// Numbering goes on; closed clones give their node numbers back.
 	must(t, clones[1].Close())
 	more, err := e.m.Fork(ctx, 1)

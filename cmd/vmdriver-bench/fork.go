@@ -27,8 +27,8 @@ const forkCount = 4
 func (b *bench) forks(ctx context.Context, w io.Writer) error {
 	fmt.Fprintf(w, "%d machines ready (every shell answered `true`), %d rounds per side, alternating. Fork = snapshot of a booted machine + %d restores in parallel, each with its clock, host name, machine-id and RNG fixed up; cold = %d boots in parallel.\n\n",
 		forkCount, forkRounds, forkCount, forkCount)
-	fmt.Fprintln(w, "| guest | cold boots median (min–max) | fork median (min–max) | cold / fork | snapshot size | original paused | one restore |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| guest | cold min | cold median | cold max | fork min | fork median | fork max | cold / fork (medians) | snapshot size | original paused | one restore |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, g := range []struct{ name, script string }{{"minimal", b.minimal}, {"systemd", b.systemd}} {
 		var cold, fork, paused, one []time.Duration
 		var size int64
