@@ -387,19 +387,35 @@ func (s *Session) partError(ctx context.Context, r *rewritten, err error) *Scrip
 }
 
 // runSubtests runs the plan's subtests, at most jobs at a time, and
-// returns the names of those that failed, in script order.
+// returns the names of those that failed, in script order. Each subtest's
+// log block is merged into the run's in script order (a block waits for
+// the blocks before it), so logs and JUnit read the same whatever order
+// the subtests finish in.
 func (s *Session) runSubtests(ctx context.Context, r *rewritten, p *forkPlan, globals starlark.StringDict, jobs int) []string {
 	s.log.Info("", fmt.Sprintf("running %d subtests on clones of the machines, %d at a time", len(p.subtests), jobs))
 	errs := make([]error, len(p.subtests))
+	merges := make([]chan func(), len(p.subtests))
+	for i := range merges {
+		merges[i] = make(chan func(), 1)
+	}
 	var g errgroup.Group
 	g.SetLimit(jobs)
+	var merger sync.WaitGroup
+	merger.Go(func() {
+		for _, m := range merges {
+			(<-m)()
+		}
+	})
 	for i, sub := range p.subtests {
 		g.Go(func() error {
-			errs[i] = s.runSubtest(ctx, r, p, sub, globals)
+			var merge func()
+			merge, errs[i] = s.runSubtest(ctx, r, p, sub, globals)
+			merges[i] <- merge
 			return nil
 		})
 	}
 	g.Wait()
+	merger.Wait()
 	var failed []string
 	for i, err := range errs {
 		if err != nil {
@@ -410,22 +426,20 @@ func (s *Session) runSubtests(ctx context.Context, r *rewritten, p *forkPlan, gl
 }
 
 // runSubtest runs one subtest on fresh clones of the machines, logging
-// to a branch of the log merged when it is done.
-func (s *Session) runSubtest(ctx context.Context, r *rewritten, p *forkPlan, sub forkedSubtest, globals starlark.StringDict) error {
+// to a branch of the log; it returns what merges that branch.
+func (s *Session) runSubtest(ctx context.Context, r *rewritten, p *forkPlan, sub forkedSubtest, globals starlark.StringDict) (merge func(), err error) {
 	fs := &forkState{}
-	var merge func()
 	fs.log, fs.rep, merge = s.branch()
-	defer merge()
 	if ctx.Err() != nil {
 		err := fmt.Errorf("not run: %w", context.Cause(ctx))
 		s.failedUnopened(fs, sub, err, &sub.loc)
-		return err
+		return merge, err
 	}
 	clones, release, err := s.d.ForkAll(ctx, fs.log)
 	if err != nil {
 		err = fmt.Errorf("cloning the machines: %w", err)
 		s.failedUnopened(fs, sub, err, &sub.loc)
-		return err
+		return merge, err
 	}
 	// Runs before merge, so the clones' last lines are in the block.
 	defer func() {
@@ -442,7 +456,7 @@ func (s *Session) runSubtest(ctx context.Context, r *rewritten, p *forkPlan, sub
 		loc := se.Location
 		s.failedUnopened(fs, sub, errors.New(se.Msg), &loc)
 	}
-	return err
+	return merge, err
 }
 
 // branch returns the log and reporter of one forked subtest, and what

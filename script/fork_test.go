@@ -151,8 +151,23 @@ func TestForkedSubtestsInParallel(t *testing.T) {
 		t.Fatal(err)
 	}
 	outcome := map[string]bool{}
+	var order []string
 	for _, c := range doc.Cases {
 		outcome[c.Name] = c.Failure == nil
+		order = append(order, c.Name)
+	}
+	// Merged in script order, whichever finished first.
+	if got := strings.Join(order, ","); got != "one,two,three" {
+		t.Errorf("junit cases in order %s, want one,two,three", got)
+	}
+	var logOrder []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if name, ok := strings.CutPrefix(line, "subtest: "); ok {
+			logOrder = append(logOrder, name)
+		}
+	}
+	if got := strings.Join(logOrder, ","); got != "one,two,three" {
+		t.Errorf("log blocks in order %s, want one,two,three", got)
 	}
 	if len(doc.Cases) != 3 || !outcome["one"] || !outcome["two"] || outcome["three"] {
 		t.Errorf("junit cases %+v, want one and two passed, three failed", doc.Cases)
