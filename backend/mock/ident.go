@@ -393,23 +393,9 @@ func (g *Guest) ipLink(args []string, oneline bool) reply {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if len(args) == 0 || args[0] == "show" || args[0] == "list" || args[0] == "ls" {
-		if len(args) > 0 {
-			args = args[1:]
-		}
-		if !oneline {
-			return ipUnsupported(append([]string{"link"}, args...))
-		}
-		only := -2
-		if len(args) > 0 {
-			dev, rest, _ := devArg(args)
-			i, ok := n.ifIndexLocked(dev)
-			if !ok {
-				return noDevice(dev)
-			}
-			if len(rest) > 0 {
-				return ipUnsupported(append([]string{"link", "show"}, args...))
-			}
-			only = i
+		only, r, ok := n.showTarget("link", args, oneline)
+		if !ok {
+			return r
 		}
 		var b strings.Builder
 		if only == -2 || only == -1 {
@@ -476,23 +462,9 @@ func (g *Guest) ipAddr(args []string, oneline bool, family int) reply {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if len(args) == 0 || args[0] == "show" || args[0] == "list" || args[0] == "ls" {
-		if len(args) > 0 {
-			args = args[1:]
-		}
-		if !oneline {
-			return ipUnsupported(append([]string{"addr"}, args...))
-		}
-		only := -2
-		if len(args) > 0 {
-			dev, rest, _ := devArg(args)
-			i, ok := n.ifIndexLocked(dev)
-			if !ok {
-				return noDevice(dev)
-			}
-			if len(rest) > 0 {
-				return ipUnsupported(append([]string{"addr", "show"}, args...))
-			}
-			only = i
+		only, r, ok := n.showTarget("addr", args, oneline)
+		if !ok {
+			return r
 		}
 		var b strings.Builder
 		for i := -1; i < len(n.links); i++ {
@@ -618,4 +590,28 @@ func (g *Guest) ipNeigh(args []string) reply {
 		return noDevice(dev)
 	}
 	return reply{}
+}
+
+// showTarget parses the arguments of `ip -o link|addr [show] [dev] DEV`:
+// which interface to list (-2 for all), or the reply for a form the mock
+// does not take. n.mu is held.
+func (n *netState) showTarget(kind string, args []string, oneline bool) (only int, r reply, ok bool) {
+	if len(args) > 0 {
+		args = args[1:]
+	}
+	if !oneline {
+		return 0, ipUnsupported(append([]string{kind}, args...)), false
+	}
+	if len(args) == 0 {
+		return -2, reply{}, true
+	}
+	dev, rest, _ := devArg(args)
+	i, found := n.ifIndexLocked(dev)
+	if !found {
+		return 0, noDevice(dev), false
+	}
+	if len(rest) > 0 {
+		return 0, ipUnsupported(append([]string{kind, "show"}, args...)), false
+	}
+	return i, reply{}, true
 }
