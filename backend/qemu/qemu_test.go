@@ -122,14 +122,12 @@ func start(t *testing.T, script string, console *syncBuffer) *Instance {
 	return startSpec(t, spec)
 }
 
-// startSpec starts spec, filling in the name, a fresh state directory
-// (also the shared directory) and the test log where they are unset, and
-// registers a cleanup that closes the machine and checks nothing is left
-// behind.
-func startSpec(t *testing.T, spec backend.Spec) *Instance {
+// specDefaults fills in the name, a fresh state directory (also the
+// shared directory) and the test log where spec leaves them unset.
+func specDefaults(t *testing.T, spec backend.Spec, name string) backend.Spec {
 	t.Helper()
 	if spec.Name == "" {
-		spec.Name = "test"
+		spec.Name = name
 	}
 	if spec.StateDir == "" {
 		spec.StateDir = stateDir(t)
@@ -140,6 +138,16 @@ func startSpec(t *testing.T, spec backend.Spec) *Instance {
 	if spec.Logf == nil {
 		spec.Logf = testLogf(t)
 	}
+	return spec
+}
+
+// startSpec starts spec, filling in the name, a fresh state directory
+// (also the shared directory) and the test log where they are unset, and
+// registers a cleanup that closes the machine and checks nothing is left
+// behind.
+func startSpec(t *testing.T, spec backend.Spec) *Instance {
+	t.Helper()
+	spec = specDefaults(t, spec, "test")
 	fds := openFDs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -1,8 +1,8 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -120,22 +120,18 @@ func (i *Instance) loadSnapshot(ctx context.Context, dir string, m manifest) err
 
 	statePath := filepath.Join(dir, m.State)
 	var (
-		feed   *os.File
-		helper *exec.Cmd
-		stderr bytes.Buffer
+		feed *os.File // what QEMU reads the stream from
+		zst  *compressor
 	)
 	if m.Compressed {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return err
 		}
-		helper = exec.Command(zstdBinary, "-d", "-c", "-q", statePath)
-		helper.Stdout, helper.Stderr = w, &stderr
-		if err := helper.Start(); err != nil {
-			closeAll(r, w)
-			return fmt.Errorf("machine %q: starting %s: %w", i.name, zstdBinary, err)
+		if zst, err = startCompressor([]string{"-d", "-c", "-q", statePath}, nil, w); err != nil {
+			r.Close()
+			return fmt.Errorf("machine %q: %w", i.name, err)
 		}
-		w.Close()
 		feed = r
 	} else {
 		f, err := os.Open(statePath)
@@ -144,39 +140,13 @@ func (i *Instance) loadSnapshot(ctx context.Context, dir string, m manifest) err
 		}
 		feed = f
 	}
-	helperDone := make(chan error, 1)
-	if helper != nil {
-		go func() { helperDone <- helper.Wait() }()
-	} else {
-		helperDone <- nil
-	}
-	// stopHelper ends the decompressor on every path (a QEMU that stops
-	// reading must not leave it blocked on a full pipe), giving it grace
-	// to exit by itself first, and returns its complaint if it failed on
-	// its own.
-	var helperErr error
-	helperStopped := false
+	// zstd's complaint explains a failed load; being killed because QEMU
+	// stopped reading does not.
 	stopHelper := func(grace time.Duration) error {
-		if helperStopped {
-			return helperErr
+		if err := zst.stop(grace); err != nil && !errors.Is(err, errZstdKilled) {
+			return fmt.Errorf("%s: %w", zstdBinary, err)
 		}
-		helperStopped = true
-		t := time.NewTimer(grace)
-		defer t.Stop()
-		select {
-		case err := <-helperDone:
-			if err != nil {
-				msg := strings.TrimSpace(stderr.String())
-				if msg == "" {
-					msg = err.Error()
-				}
-				helperErr = fmt.Errorf("%s: %s", zstdBinary, msg)
-			}
-		case <-t.C:
-			helper.Process.Kill()
-			<-helperDone
-		}
-		return helperErr
+		return nil
 	}
 	defer stopHelper(0)
 

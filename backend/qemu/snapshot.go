@@ -393,7 +393,7 @@ func copyFile(ctx context.Context, src, dst string) (err error) {
 // saveState streams the stopped guest's state into dir and returns the
 // file's path. The file appears under its final name only once complete.
 func (i *Instance) saveState(ctx context.Context, dir string) (path string, compressed bool, err error) {
-	zstd, lookErr := exec.LookPath(zstdBinary)
+	_, lookErr := exec.LookPath(zstdBinary)
 	compressed = lookErr == nil
 	name := stateRaw
 	if compressed {
@@ -408,22 +408,18 @@ func (i *Instance) saveState(ctx context.Context, dir string) (path string, comp
 	}()
 
 	var (
-		feed   *os.File // what QEMU writes the stream into
-		helper *exec.Cmd
-		stderr bytes.Buffer
+		feed *os.File // what QEMU writes the stream into
+		zst  *compressor
 	)
 	if compressed {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return "", false, err
 		}
-		helper = exec.Command(zstd, "-1", "-q", "-f", "-o", tmp)
-		helper.Stdin, helper.Stderr = r, &stderr
-		if err := helper.Start(); err != nil {
-			closeAll(r, w)
-			return "", false, fmt.Errorf("machine %q: starting %s: %w", i.name, zstd, err)
+		if zst, err = startCompressor([]string{"-1", "-q", "-f", "-o", tmp}, r, nil); err != nil {
+			w.Close()
+			return "", false, fmt.Errorf("machine %q: %w", i.name, err)
 		}
-		r.Close()
 		feed = w
 	} else {
 		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -432,29 +428,9 @@ func (i *Instance) saveState(ctx context.Context, dir string) (path string, comp
 		}
 		feed = f
 	}
-	waitHelper := func() error {
-		if helper == nil {
-			return nil
-		}
-		done := make(chan error, 1)
-		go func() { done <- helper.Wait() }()
-		t := time.NewTimer(30 * time.Second)
-		defer t.Stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				if msg := strings.TrimSpace(stderr.String()); msg != "" {
-					return errors.New(msg)
-				}
-				return fmt.Errorf("%s: %v", zstdBinary, err)
-			}
-			return nil
-		case <-t.C:
-			helper.Process.Kill()
-			<-done
-			return fmt.Errorf("%s did not finish within 30 s of the stream's end", zstdBinary)
-		}
-	}
+	// The stream ends when QEMU closes its copy of feed; zstd then
+	// finishes the file.
+	waitHelper := func() error { return zst.stop(30 * time.Second) }
 
 	c, err := i.client()
 	if err != nil {

@@ -18,18 +18,7 @@ import (
 // test.
 func restoreSpec(t *testing.T, spec backend.Spec, snap *backend.Snapshot) (*Instance, error) {
 	t.Helper()
-	if spec.Name == "" {
-		spec.Name = "clone"
-	}
-	if spec.StateDir == "" {
-		spec.StateDir = stateDir(t)
-	}
-	if spec.SharedDir == "" {
-		spec.SharedDir = spec.StateDir
-	}
-	if spec.Logf == nil {
-		spec.Logf = testLogf(t)
-	}
+	spec = specDefaults(t, spec, "clone")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	inst, err := New(WithAccel(AccelTCG)).Restore(ctx, spec, snap)
