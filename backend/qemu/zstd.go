@@ -7,11 +7,24 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
-// errZstdKilled reports a compressor that had to be killed.
-var errZstdKilled = errors.New(zstdBinary + " did not finish in time and was killed")
+// errZstdKilled reports a compressor that had to be killed, or that
+// died because the other end of its pipe went away: it has nothing to say
+// about why.
+var errZstdKilled = errors.New(zstdBinary + " did not finish (killed, or its reader went away)")
+
+// readerGone reports a process killed by SIGPIPE.
+func readerGone(err error) bool {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		ws, ok := ee.Sys().(syscall.WaitStatus)
+		return ok && ws.Signaled() && ws.Signal() == syscall.SIGPIPE
+	}
+	return false
+}
 
 // compressor is our own zstd process at one end of a migration stream:
 // we can wait for it, end it, and quote its complaints (a full disk, a
@@ -66,13 +79,13 @@ func (c *compressor) stop(grace time.Duration) error {
 		<-c.done
 	}
 	switch {
-	case c.killed:
+	case c.killed || readerGone(c.err):
 		return errZstdKilled
 	case c.err != nil:
 		if msg := strings.TrimSpace(c.stderr.String()); msg != "" {
 			return errors.New(msg)
 		}
-		return fmt.Errorf("%s: %v", zstdBinary, c.err)
+		return c.err
 	}
 	return nil
 }
