@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/hosttools"
 )
 
 // builder builds images into a cache directory.
@@ -146,8 +148,7 @@ func (b *builder) image(ctx context.Context, kind Kind) (*image, error) {
 	if runtime.GOARCH != "amd64" {
 		return nil, fmt.Errorf("guest images are built for amd64 hosts only, not %s: %w", runtime.GOARCH, ErrNotSupported)
 	}
-	tools := map[string]string{"apt-get": "apt", "apt-cache": "apt"}
-	if err := needTools(tools); err != nil {
+	if err := hosttools.Need("apt-get", "apt-cache"); err != nil {
 		return nil, err
 	}
 	p, err := b.plan(ctx, kind)
@@ -213,16 +214,14 @@ func (b *builder) plan(ctx context.Context, kind Kind) (*plan, error) {
 // race keeps the winner's image.
 func (b *builder) build(ctx context.Context, p *plan, dir string) (err error) {
 	start := time.Now()
-	tools := map[string]string{"dpkg-deb": "dpkg", "depmod": "kmod", "xz": "xz-utils"}
+	tools := []string{"dpkg-deb", "depmod", "xz", "zstd", "gzip"}
 	if p.kind == Systemd {
 		if !isRoot() {
 			return fmt.Errorf("building the systemd guest (debootstrap) %w: run as root, or build the minimal kind", ErrNeedRoot)
 		}
-		tools["debootstrap"] = "debootstrap"
-		tools["mkfs.ext4"] = "e2fsprogs"
-		tools["chroot"] = "coreutils"
+		tools = append(tools, "debootstrap", "mkfs.ext4", "chroot")
 	}
-	if err := needTools(tools); err != nil {
+	if err := hosttools.Need(tools...); err != nil {
 		return err
 	}
 	parent := filepath.Dir(dir)

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/testenv"
 )
 
 func TestParseSourcesList(t *testing.T) {
@@ -310,9 +312,9 @@ func TestCPIO(t *testing.T) {
 		t.Errorf("dev/console is %d:%d, want 5:1", c.major, c.minor)
 	}
 
-	// Cross-check with GNU cpio when the host has it.
-	if _, err := exec.LookPath("cpio"); err == nil {
-		cmd := exec.Command("cpio", "-it", "--quiet")
+	// Cross-check with GNU cpio (`make deps` installs it).
+	{
+		cmd := exec.Command(testenv.NeedCommand(t, "cpio"), "-it", "--quiet")
 		cmd.Stdin = bytes.NewReader(buf.Bytes())
 		out, err := cmd.Output()
 		if err != nil {
@@ -377,10 +379,7 @@ func TestExtractVmlinux(t *testing.T) {
 		return buf.Bytes()
 	}
 	xz := func(b []byte) []byte {
-		if _, err := exec.LookPath("xz"); err != nil {
-			t.Skip("xz is not installed")
-		}
-		cmd := exec.Command("xz", "-c", "--check=crc32")
+		cmd := exec.Command(testenv.NeedCommand(t, "xz"), "-c", "--check=crc32")
 		cmd.Stdin = bytes.NewReader(b)
 		out, err := cmd.Output()
 		if err != nil {

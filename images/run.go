@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"slices"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/hosttools"
 )
 
 // command describes one host program run by the builder.
@@ -28,7 +30,15 @@ type command struct {
 // children), and dies with the builder (Pdeathsig). A failure carries the
 // command line and the tail of its output.
 func run(ctx context.Context, c command) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, c.name, c.args...)
+	bin := c.name
+	if !filepath.IsAbs(bin) {
+		p, err := hosttools.Path(bin)
+		if err != nil {
+			return nil, err
+		}
+		bin = p
+	}
+	cmd := exec.CommandContext(ctx, bin, c.args...)
 	cmd.Dir = c.dir
 	cmd.Stdin = c.stdin
 	var stdout, stderr bytes.Buffer
@@ -62,22 +72,6 @@ func tail(s string, n int) string {
 		lines = append([]string{"..."}, lines[len(lines)-n:]...)
 	}
 	return strings.Join(lines, "\n")
-}
-
-// needTools checks that the host programs a build uses are installed, so
-// a missing one fails early with the Debian package to install.
-func needTools(tools map[string]string) error {
-	var missing []string
-	for tool, pkg := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (package %s)", tool, pkg))
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return fmt.Errorf("missing host tools: %s; install them with apt-get", strings.Join(missing, ", "))
-	}
-	return nil
 }
 
 func isRoot() bool { return os.Geteuid() == 0 }

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/hosttools"
 )
 
 // Binary is the program that runs a switch (Debian package vde2).
@@ -43,7 +45,7 @@ var (
 	// ErrBadNumber is returned by Start for a VLAN number outside 1–255.
 	ErrBadNumber = errors.New("VLAN numbers are 1 to 255")
 	// ErrNotInstalled is returned by Start when vde_switch is not on PATH.
-	ErrNotInstalled = errors.New("vde_switch is not installed: install the Debian package vde2")
+	ErrNotInstalled = hosttools.MissingError(Binary)
 	// ErrExited is wrapped by the errors of a switch that exited on its
 	// own: during Start, or later (Err).
 	ErrExited = errors.New("vde_switch exited")
@@ -105,7 +107,7 @@ func Start(ctx context.Context, nr int, dir string, opts ...Option) (*Switch, er
 	if c.logf == nil {
 		c.logf = func(string, ...any) {}
 	}
-	bin, err := exec.LookPath(Binary)
+	bin, err := hosttools.Path(Binary)
 	if err != nil {
 		return nil, fmt.Errorf("vlan %d: %w", nr, ErrNotInstalled)
 	}

@@ -29,14 +29,16 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/hosttools"
 )
 
 // QEMUBinary is the program the start scripts run; Start checks it is
 // installed before spawning anything.
 const QEMUBinary = "qemu-system-x86_64"
 
-// ErrNoQEMU is wrapped by errors reporting that QEMU is not installed.
-var ErrNoQEMU = errors.New(QEMUBinary + " is not installed (install the Debian package qemu-system-x86)")
+// ErrNoQEMU is wrapped by errors reporting that QEMU is not installed. It
+// wraps hosttools.ErrMissing and names the Debian package.
+var ErrNoQEMU = hosttools.MissingError(QEMUBinary)
 
 // Environment variables that override options, so a user can change a
 // run without changing code.
@@ -247,8 +249,8 @@ func validate(spec backend.Spec) error {
 	case fi.Mode().Perm()&0o111 == 0:
 		return fmt.Errorf("start script %s is not executable (chmod +x %s)", spec.StartScript, spec.StartScript)
 	}
-	if _, err := exec.LookPath(QEMUBinary); err != nil {
-		return fmt.Errorf("machine %q: %w: %s is not on PATH", spec.Name, ErrNoQEMU, QEMUBinary)
+	if _, err := hosttools.Path(QEMUBinary); err != nil {
+		return fmt.Errorf("machine %q: %w", spec.Name, ErrNoQEMU)
 	}
 	if spec.StateDir == "" {
 		return fmt.Errorf("machine %q has no state directory", spec.Name)

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/hosttools"
 )
 
 // envDiskImage is the nixpkgs start scripts' variable naming the
@@ -30,8 +30,8 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 		return nil, fmt.Errorf("machine %q: %w", spec.Name, err)
 	}
 	if m.Compressed {
-		if _, err := exec.LookPath(zstdBinary); err != nil {
-			return nil, fmt.Errorf("machine %q: the snapshot is compressed but %s is not installed (Debian package zstd)", spec.Name, zstdBinary)
+		if _, err := hosttools.Path(zstdBinary); err != nil {
+			return nil, fmt.Errorf("machine %q: the snapshot is compressed: %w", spec.Name, err)
 		}
 	}
 	stateDir, err := filepath.Abs(spec.StateDir)
@@ -39,8 +39,8 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 		return nil, fmt.Errorf("machine %q: state directory: %w", spec.Name, err)
 	}
 	if len(m.Disks) > 0 {
-		if _, err := exec.LookPath(qemuImg); err != nil {
-			return nil, fmt.Errorf("machine %q: %s is not installed (Debian package qemu-utils); restoring a machine with disks needs it", spec.Name, qemuImg)
+		if _, err := hosttools.Path(qemuImg); err != nil {
+			return nil, fmt.Errorf("machine %q: restoring a machine with disks needs %s: %w", spec.Name, qemuImg, err)
 		}
 	}
 	spec.Env = append([]string(nil), spec.Env...)

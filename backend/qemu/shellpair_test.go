@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/testenv"
 )
 
 // noNetAdminEnv tells TestShellPair it runs without CAP_NET_ADMIN, so the
@@ -95,10 +97,7 @@ func TestShellPairWithoutNetAdmin(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("not root: TestShellPair already exercises the fallback")
 	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("setpriv (util-linux) is not installed")
-	}
+	setpriv := testenv.NeedCommand(t, "setpriv")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, setpriv, "--inh-caps=-net_admin", "--bounding-set=-net_admin",

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/hosttools"
 )
 
 // A snapshot directory holds the migration stream of a stopped guest and
@@ -356,8 +357,8 @@ func (i *Instance) writableDisks(ctx context.Context) ([]blockInfo, error) {
 		if b.Inserted == nil || b.Inserted.RO {
 			continue
 		}
-		if _, err := exec.LookPath(qemuImg); err != nil {
-			return nil, fmt.Errorf("machine %q: %s is not installed (Debian package qemu-utils); snapshots of machines with disks need it", i.name, qemuImg)
+		if _, err := hosttools.Path(qemuImg); err != nil {
+			return nil, fmt.Errorf("machine %q: snapshots of machines with disks need %s: %w", i.name, qemuImg, err)
 		}
 		out = append(out, b)
 	}
@@ -393,7 +394,7 @@ func copyFile(ctx context.Context, src, dst string) (err error) {
 // saveState streams the stopped guest's state into dir and returns the
 // file's path. The file appears under its final name only once complete.
 func (i *Instance) saveState(ctx context.Context, dir string) (path string, compressed bool, err error) {
-	_, lookErr := exec.LookPath(zstdBinary)
+	_, lookErr := hosttools.Path(zstdBinary)
 	compressed = lookErr == nil
 	name := stateRaw
 	if compressed {
@@ -579,7 +580,11 @@ func readManifest(snap *backend.Snapshot) (manifest, error) {
 func runTool(ctx context.Context, name string, args ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
+	bin, err := hosttools.Path(name)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/hosttools"
 )
 
 // errZstdKilled reports a compressor that had to be killed, or that
@@ -40,7 +42,12 @@ type compressor struct {
 // startCompressor runs zstd with args, its stdin or stdout (the other
 // nil) being a pipe end it takes over: ours is closed once it started.
 func startCompressor(args []string, stdin, stdout *os.File) (*compressor, error) {
-	c := &compressor{cmd: exec.Command(zstdBinary, args...), done: make(chan struct{})}
+	bin, err := hosttools.Path(zstdBinary)
+	if err != nil {
+		closeAll(stdin, stdout)
+		return nil, err
+	}
+	c := &compressor{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	if stdin != nil {
 		c.cmd.Stdin = stdin
 	}
@@ -48,7 +55,7 @@ func startCompressor(args []string, stdin, stdout *os.File) (*compressor, error)
 		c.cmd.Stdout = stdout
 	}
 	c.cmd.Stderr = &c.stderr
-	err := c.cmd.Start()
+	err = c.cmd.Start()
 	closeAll(stdin, stdout)
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", zstdBinary, err)

@@ -57,6 +57,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runTest(ctx, cmdEval, args[0], args[1:], stdin, stdout, stderr)
 	case "check":
 		return runTest(ctx, cmdCheck, args[0], args[1:], stdin, stdout, stderr)
+	case "deps":
+		err = runDeps(args[1:], stdout)
+	case "version", "--version", "-version":
+		err = runVersion(args[1:], stdout)
 	case "help", "-h", "-help", "--help":
 		printUsage(stdout)
 		return exitOK
@@ -114,6 +118,11 @@ commands:
         build test guests from Debian packages and write DIR/run-NAME-vm
         start scripts (nixpkgs run-<name>-vm contract); nodes are numbered
         by sorted name, NIC i on VLAN v gets 192.168.v.<node>/24 as ethI
+  deps  list the host tools vmdriver runs, their Debian packages and
+        where each was found; exit 1 if one is missing (make deps installs
+        them)
+  version, --version
+        print the module version, VCS revision and Go version
   help  show this help
 `)
 }

@@ -52,6 +52,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad timeout", []string{"eval", "--global-timeout", "soon", "print(1)"}, "positive number"},
 		{"missing output dir", []string{"eval", "-o", filepath.Join(dir, "nope"), "print(1)"}, "output directory"},
 		{"missing script file", []string{"run", filepath.Join(dir, "nope.py")}, "nope.py"},
+		{"deps with arguments", []string{"deps", "qemu"}, "takes no arguments"},
+		{"version with arguments", []string{"version", "x"}, "takes no arguments"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, stderr := vmdriver(t, tt.args...)

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vmdriver/vmdriver/backend/qemu"
 	"github.com/vmdriver/vmdriver/driver"
+	"github.com/vmdriver/vmdriver/internal/hosttools"
 	"github.com/vmdriver/vmdriver/report"
 	"github.com/vmdriver/vmdriver/script"
 )
@@ -144,7 +144,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, driver.ErrGlobalTimeout):
 		return exitTimeout
-	case errors.Is(err, qemu.ErrNoQEMU):
+	case errors.Is(err, hosttools.ErrMissing): // QEMU, vde_switch, ...: `make deps`
 		return exitInfra
 	case errors.Is(err, context.Canceled):
 		return exitFail

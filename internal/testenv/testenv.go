@@ -8,9 +8,11 @@
 package testenv
 
 import (
+	"errors"
 	"os"
-	"os/exec"
 	"testing"
+
+	"github.com/vmdriver/vmdriver/internal/hosttools"
 )
 
 // Required reports whether missing tools or images must fail tests.
@@ -19,12 +21,17 @@ func Required() bool {
 }
 
 // NeedCommand returns the path of a host program, or skips (or fails,
-// when Required) the test if it is not installed.
+// when Required) the test if it is not installed. A program that the
+// host tools table does not list always fails the test: `make deps`
+// would never install it.
 func NeedCommand(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		missing(t, name+" is not installed (run `make deps`)")
+	p, err := hosttools.Path(name)
+	switch {
+	case errors.Is(err, hosttools.ErrUnlisted):
+		t.Fatal(err)
+	case err != nil:
+		missing(t, err.Error())
 	}
 	return p
 }
