@@ -12,7 +12,7 @@ GOTESTFLAGS ?=
 # test instead of skipping it.
 export VMDRIVER_IMAGES := $(IMAGES)
 
-.PHONY: all deps build images demo test test-unit vet bench clean
+.PHONY: all deps build images image-minimal image-systemd demo test test-unit vet bench clean
 
 all: build
 
@@ -24,12 +24,17 @@ build:
 
 # Guests are cached by content under the user cache dir; rebuilding an
 # unchanged guest takes well under a second.
-images: deps build
-	$(BIN) image build --kind minimal --out $(IMAGES)/minimal minimal
-	$(BIN) image build --kind systemd --out $(IMAGES)/systemd systemd
+images: image-minimal image-systemd
 
-# Runs an example NixOS-style test script against the minimal guest.
-demo: images
+image-minimal: deps build
+	$(BIN) image build -v --kind minimal --out $(IMAGES)/minimal minimal
+
+image-systemd: deps build
+	$(BIN) image build -v --kind systemd --out $(IMAGES)/systemd systemd
+
+# Runs an example NixOS-style test script against the minimal guest (the
+# only one it needs, so a first demo does not wait for debootstrap).
+demo: image-minimal
 	$(BIN) eval-file examples/scripts/minimal.py --start-scripts $(IMAGES)/minimal/run-minimal-vm
 
 vet:

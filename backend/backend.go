@@ -163,6 +163,12 @@ type Link struct {
 	// Up reports whether the cable is plugged in, as last set through
 	// SetLink (hypervisors may not report it; a new link is up).
 	Up bool
+	// Restricted reports, for a user-mode (VLAN 0) link, that the
+	// hypervisor lets no packet from the guest out to the host's
+	// networks, only forwarded host ports in (QEMU: restrict=on, as its
+	// own `info network` says). Always false for VLAN links, which reach
+	// nothing but the test's own switch.
+	Restricted bool
 }
 
 // LinkController is implemented by instances whose network links can be

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // aptSource is one (type deb, URI, suite) triple of the host's apt
@@ -296,8 +297,12 @@ func (b *builder) ensureAptLists(ctx context.Context) error {
 		return fmt.Errorf("the host has no apt package lists and updating them %w: run `apt-get update` as root", ErrNeedRoot)
 	}
 	b.logf("images: no apt package lists; running apt-get update")
-	_, err := run(ctx, command{name: "apt-get", args: []string{"update", "-q"}})
-	return err
+	start := time.Now()
+	if _, err := run(ctx, command{name: "apt-get", args: []string{"update", "-q"}}); err != nil {
+		return err
+	}
+	b.logf("images: apt-get update in %.1fs", time.Since(start).Seconds())
+	return nil
 }
 
 // aptShow returns the candidate versions of pkgs, memoized under
@@ -315,9 +320,11 @@ func (b *builder) aptShow(ctx context.Context, pkgs []string) (map[string]pkgInf
 	if data, err := os.ReadFile(memo); err == nil {
 		var m map[string]pkgInfo
 		if json.Unmarshal(data, &m) == nil && hasAll(m, pkgs) {
+			_ = touch(memo) // its last use, for Prune
 			return m, nil
 		}
 	}
+	start := time.Now()
 	out, err := run(ctx, command{name: "apt-cache", args: append([]string{"show", "--no-all-versions"}, pkgs...)})
 	if err != nil {
 		return nil, fmt.Errorf("query package versions: %w", err)
@@ -332,6 +339,7 @@ func (b *builder) aptShow(ctx context.Context, pkgs []string) (map[string]pkgInf
 		}
 		return nil, fmt.Errorf("apt knows no candidate for %s: check the host's apt sources", strings.Join(missing, ", "))
 	}
+	b.logf("images: resolved %d package versions with apt-cache in %.1fs", len(pkgs), time.Since(start).Seconds())
 	if data, err := json.Marshal(m); err == nil {
 		if err := os.MkdirAll(filepath.Dir(memo), 0o755); err == nil {
 			_ = writeFileAtomic(memo, data, 0o644) // a memo that fails to save costs a second next time
@@ -366,6 +374,7 @@ func (b *builder) downloadDebs(ctx context.Context, pkgs []pkgInfo) (map[string]
 	find := func(p pkgInfo) string {
 		ms, _ := filepath.Glob(filepath.Join(dir, globEscape(debFilePrefix(p.Package, p.Version))+"*.deb"))
 		if len(ms) > 0 {
+			_ = touch(ms[0]) // its last use, for Prune
 			return ms[0]
 		}
 		return ""
@@ -383,6 +392,7 @@ func (b *builder) downloadDebs(ctx context.Context, pkgs []pkgInfo) (map[string]
 		return paths, nil
 	}
 	b.logf("images: downloading %s", strings.Join(want, " "))
+	start := time.Now()
 	tmp, err := os.MkdirTemp(dir, ".download-")
 	if err != nil {
 		return nil, err
@@ -414,6 +424,7 @@ func (b *builder) downloadDebs(ctx context.Context, pkgs []pkgInfo) (map[string]
 		}
 		paths[p.Package] = f
 	}
+	b.logf("images: downloaded %d packages in %.1fs", len(want), time.Since(start).Seconds())
 	return paths, nil
 }
 

@@ -156,6 +156,11 @@ func (b *builder) image(ctx context.Context, kind Kind) (*image, error) {
 		return nil, err
 	}
 	dir := filepath.Join(b.cache, "images", string(kind)+"-"+p.hash())
+	// Stamp, then look: a Prune that took the image before the stamp
+	// leaves nothing to find (a miss); one after it sees a recent stamp
+	// and puts the image back. Failing to stamp (another user's cache)
+	// only makes the image look older.
+	_ = touch(filepath.Join(dir, lastUsedFile))
 	if _, err := os.Stat(filepath.Join(dir, manifestFile)); err == nil {
 		b.logf("images: cache hit: %s image %s", kind, dir)
 		return b.imageFor(kind, dir), nil
@@ -164,6 +169,7 @@ func (b *builder) image(ctx context.Context, kind Kind) (*image, error) {
 	if err := b.build(ctx, p, dir); err != nil {
 		return nil, err
 	}
+	_ = touch(filepath.Join(dir, lastUsedFile)) // the winner's, if another build won
 	return b.imageFor(kind, dir), nil
 }
 
@@ -287,6 +293,7 @@ func (b *builder) build(ctx context.Context, p *plan, dir string) (err error) {
 		if err := b.buildRootImage(ctx, p, k, rootfsMods, filepath.Join(work, "rootfs"), filepath.Join(out, rootImgFile)); err != nil {
 			return err
 		}
+		_ = touch(filepath.Join(b.cache, "debootstrap")) // its last use, for Prune
 	}
 	m.Built = time.Now().UTC()
 	m.Seconds = time.Since(start).Seconds()
@@ -295,6 +302,9 @@ func (b *builder) build(ctx context.Context, p *plan, dir string) (err error) {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(out, manifestFile), append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := touch(filepath.Join(out, lastUsedFile)); err != nil {
 		return err
 	}
 	won, err := publish(out, dir)
@@ -319,6 +329,30 @@ func publish(out, dir string) (won bool, err error) {
 		return false, fmt.Errorf("move image into the cache: %w", err)
 	}
 	return true, nil
+}
+
+// prune trims the cache to CacheCap after a build, least recently used
+// first and never keep (the image just used). It only logs: a cache it
+// cannot trim does not fail the build.
+func (b *builder) prune(ctx context.Context, keep string) {
+	limit, err := CacheCap()
+	if err != nil {
+		b.logf("images: not pruning the cache: %v", err)
+		return
+	}
+	if limit == 0 {
+		return
+	}
+	removed, freed, err := Prune(ctx, b.cache, PruneOptions{MaxSize: limit, Keep: []string{keep}})
+	for _, e := range removed {
+		b.logf("images: cache over %s: removed %s (%s)", FormatSize(limit), filepath.Join(e.Section, e.Name), FormatSize(e.Size))
+	}
+	if len(removed) > 0 {
+		b.logf("images: pruned the cache to %s: freed %s", FormatSize(limit), FormatSize(freed))
+	}
+	if err != nil {
+		b.logf("images: pruning the cache: %v", err)
+	}
 }
 
 // cleanStale removes build directories left by builders that died more

@@ -13,7 +13,9 @@
 // Images are cached by content under CacheDir/images/<kind>-<hash>/: the
 // hash covers the exact package versions and every builder input, so a
 // second Build is a cache hit and only rewrites the small start scripts.
-// Many machine names share one cached image.
+// Many machine names share one cached image. Every Build trims the cache
+// to CacheCap (4 GiB by default), least recently used first; ListCache
+// and Prune inspect and trim it on demand.
 //
 // Machines may be put on VLANs (NAME:1,2): each VLAN NIC connects to the
 // driver's VDE switch of that VLAN, and the addresses, MACs and
@@ -59,8 +61,16 @@ type Options struct {
 	Names []string
 	// CacheDir holds downloaded packages and built images; the start
 	// scripts refer to the images in it, so it must outlive them.
-	// Default: os.UserCacheDir()/vmdriver.
+	// Default: DefaultCacheDir().
 	CacheDir string
+	// NetOutbound lets the guests reach the host's networks (and through
+	// them the internet) via QEMU's user-mode NAT, with a default route
+	// and a DNS server. Off by default: the user-mode NIC is restricted,
+	// so nothing a test does inside a guest can touch the host's
+	// networks; forwarded host ports work either way. Turn it on only
+	// for a test that must download something, knowing that a guest
+	// then sees whatever the host can reach.
+	NetOutbound bool
 	// Logf, if set, receives progress messages (including "cache hit").
 	Logf func(format string, args ...any)
 }
@@ -82,7 +92,9 @@ const builderVersion = "vmdriver-images-1"
 
 // Build builds (or finds in the cache) the image of opts.Kind and writes
 // OutDir/run-NAME-vm for every machine, returning the scripts' paths in
-// the order of opts.Names.
+// the order of opts.Names. Then it prunes the cache to CacheCap, least
+// recently used first, sparing the image just used; pruning problems are
+// only logged.
 func Build(ctx context.Context, opts Options) ([]string, error) {
 	logf := opts.Logf
 	if logf == nil {
@@ -94,11 +106,9 @@ func Build(ctx context.Context, opts Options) ([]string, error) {
 	}
 	cacheDir := opts.CacheDir
 	if cacheDir == "" {
-		ucd, err := os.UserCacheDir()
-		if err != nil {
-			return nil, fmt.Errorf("find the user cache directory (set Options.CacheDir): %w", err)
+		if cacheDir, err = DefaultCacheDir(); err != nil {
+			return nil, fmt.Errorf("%w (set Options.CacheDir)", err)
 		}
-		cacheDir = filepath.Join(ucd, "vmdriver")
 	}
 	cacheDir, err = filepath.Abs(cacheDir)
 	if err != nil {
@@ -123,11 +133,12 @@ func Build(ctx context.Context, opts Options) ([]string, error) {
 	var paths []string
 	for _, n := range nodes {
 		p := filepath.Join(outDir, "run-"+n.Name+"-vm")
-		if err := writeFileAtomic(p, []byte(renderScript(img, nodes, n)), 0o755); err != nil {
+		if err := writeFileAtomic(p, []byte(renderScript(img, nodes, n, opts.NetOutbound)), 0o755); err != nil {
 			return nil, fmt.Errorf("write start script for %q: %w", n.Name, err)
 		}
 		paths = append(paths, p)
 	}
+	b.prune(ctx, img.dir)
 	return paths, nil
 }
 

@@ -495,19 +495,20 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 		return ""
 	}
 	tests := []struct {
-		name  string
-		img   *image
-		specs []string          // the build's machines; the script is vm1's. Default: vm1 alone.
-		env   map[string]string // values may use {work}
-		extra []string
+		name     string
+		img      *image
+		outbound bool              // image build --net-outbound
+		specs    []string          // the build's machines; the script is vm1's. Default: vm1 alone.
+		env      map[string]string // values may use {work}
+		extra    []string
 		// failure, if set, says the script must fail with this on stderr.
 		failure string
 		check   func(t *testing.T, args, imgArgs []string, work string)
 	}{
-		{"minimal defaults", minimal, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
+		{"minimal defaults", minimal, false, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				want := []string{"-name", "vm1", "-machine", "pc,accel=kvm:tcg", "-m", "512", "-smp", "1",
-					"-device", "virtio-rng-pci", "-netdev", "user,id=user.0",
+					"-device", "virtio-rng-pci", "-netdev", "user,id=user.0,restrict=on",
 					"-device", "virtio-net-pci,netdev=user.0,romfile=",
 					"-virtfs", "local,path=" + work + "/tmp/xchg,security_model=none,mount_tag=shared",
 					"-kernel", "/c/images/minimal-x/vmlinux", "-initrd", "/c/images/minimal-x/initrd",
@@ -527,12 +528,12 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("minimal script ran qemu-img %q", imgArgs)
 				}
 			}},
-		{"env options and extra args", minimal, nil, map[string]string{
+		{"env options and extra args", minimal, false, nil, map[string]string{
 			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "SHARED_DIR": "{work}/sh,ared",
 			"QEMU_NET_OPTS": "hostfwd=tcp:127.0.0.1:2222-:22", "QEMU_KERNEL_PARAMS": "quiet loglevel=3",
 			"QEMU_OPTS": "-cpu max  -vga none"}, []string{"-qmp", "unix:/s p/qmp,server=on,wait=off"}, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
-				if got := argAfter(args, "-netdev"); got != "user,id=user.0,hostfwd=tcp:127.0.0.1:2222-:22" {
+				if got := argAfter(args, "-netdev"); got != "user,id=user.0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22" {
 					t.Errorf("-netdev %q", got)
 				}
 				if got := argAfter(args, "-virtfs"); got != "local,path="+work+"/sh,,ared,security_model=none,mount_tag=shared" {
@@ -546,14 +547,14 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("argv ends %q, want $QEMU_OPTS split then \"$@\" intact: %q", got, tailWant)
 				}
 			}},
-		{"own temp dir without USE_TMPDIR", minimal, nil, map[string]string{"TMPDIR": "{work}/tmp"}, nil, "",
+		{"own temp dir without USE_TMPDIR", minimal, false, nil, map[string]string{"TMPDIR": "{work}/tmp"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				v := argAfter(args, "-virtfs")
 				if !strings.HasPrefix(v, "local,path="+work+"/tmp/vmdriver-vm.") || !strings.Contains(v, "/xchg,") {
 					t.Errorf("-virtfs %q: want a fresh mktemp dir under TMPDIR", v)
 				}
 			}},
-		{"systemd creates the overlay", systemd, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
+		{"systemd creates the overlay", systemd, false, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				disk := work + "/cwd/vm1.qcow2"
 				wantImg := []string{"create", "-q", "-f", "qcow2", "-b", "/c/i/systemd y/root.img", "-F", "raw", disk}
@@ -567,7 +568,7 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("-append %q lacks root=/dev/vda", got)
 				}
 			}},
-		{"systemd keeps an existing disk", systemd, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "NIX_DISK_IMAGE": "{work}/existing.qcow2"}, nil, "",
+		{"systemd keeps an existing disk", systemd, false, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "NIX_DISK_IMAGE": "{work}/existing.qcow2"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				if imgArgs != nil {
 					t.Errorf("qemu-img ran although NIX_DISK_IMAGE exists: %q", imgArgs)
@@ -576,7 +577,7 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("-drive %q", got)
 				}
 			}},
-		{"vlan nics after eth0", minimal, []string{"zed:2", "vm1:1,2", "a"}, map[string]string{
+		{"vlan nics after eth0", minimal, false, []string{"zed:2", "vm1:1,2", "a"}, map[string]string{
 			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1",
 			"QEMU_VDE_SOCKET_1": "{work}/s,w1", "QEMU_VDE_SOCKET_2": "{work}/sw2"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
@@ -601,10 +602,10 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("-append %q", got)
 				}
 			}},
-		{"vlan socket unset", minimal, []string{"vm1:1,7"}, map[string]string{
+		{"vlan socket unset", minimal, false, []string{"vm1:1,7"}, map[string]string{
 			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_VDE_SOCKET_1": "{work}/sw1"}, nil,
 			"QEMU_VDE_SOCKET_7 is not set, but vm1 has a NIC on VLAN 7: start the driver with --vlans including 7", nil},
-		{"bare machine in a vlan build", minimal, []string{"vm1", "b:1"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
+		{"bare machine in a vlan build", minimal, false, []string{"vm1", "b:1"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				if slices.Contains(args, "vde") || strings.Contains(strings.Join(args, " "), "netdev=vlan") {
 					t.Errorf("a bare machine got a VLAN NIC: %q", args)
@@ -623,7 +624,7 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("-append %q", got)
 				}
 			}},
-		{"systemd with a vlan", systemd, []string{"vm1:5"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_VDE_SOCKET_5": "/vde5"}, nil, "",
+		{"systemd with a vlan", systemd, false, []string{"vm1:5"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_VDE_SOCKET_5": "/vde5"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				joined := strings.Join(args, " ")
 				if !strings.Contains(joined, "-device virtio-net-pci,netdev=user.0,romfile= -device virtio-net-pci,netdev=vlan1,mac=52:54:00:12:05:01,romfile= -netdev vde,id=vlan1,sock=/vde5 ") {
@@ -631,6 +632,15 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 				}
 				if got := argAfter(args, "-drive"); got != "file="+work+"/cwd/vm1.qcow2,if=none,id=root,format=qcow2" {
 					t.Errorf("-drive %q", got)
+				}
+			}},
+		{"outbound by request", systemd, true, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_NET_OPTS": "hostfwd=tcp::2222-:22"}, nil, "",
+			func(t *testing.T, args, imgArgs []string, work string) {
+				if got := argAfter(args, "-netdev"); got != "user,id=user.0,hostfwd=tcp::2222-:22" {
+					t.Errorf("-netdev %q, want no restrict=on", got)
+				}
+				if got := argAfter(args, "-append"); !strings.HasSuffix(got, " systemd.hostname=vm1 vmdriver.outbound=1") {
+					t.Errorf("-append %q lacks vmdriver.outbound=1", got)
 				}
 			}},
 	}
@@ -655,7 +665,7 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 			}
 			i := slices.IndexFunc(nodes, func(n Node) bool { return n.Name == "vm1" })
 			script := filepath.Join(work, "run-vm1-vm")
-			if err := os.WriteFile(script, []byte(renderScript(tt.img, nodes, nodes[i])), 0o755); err != nil {
+			if err := os.WriteFile(script, []byte(renderScript(tt.img, nodes, nodes[i], tt.outbound)), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -692,6 +702,10 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 			args := read("qemu-system-x86_64")
 			if args == nil {
 				t.Fatal("the script did not exec qemu-system-x86_64")
+			}
+			// Isolation is the default of every start script.
+			if got := argAfter(args, "-netdev"); !tt.outbound && !strings.HasPrefix(got, "user,id=user.0,restrict=on") {
+				t.Errorf("-netdev %q: the user-mode NIC is not restricted", got)
 			}
 			tt.check(t, args, read("qemu-img"), work)
 		})

@@ -74,7 +74,6 @@ func buildInitrd(ctx context.Context, in initrdInputs, out string) error {
 	t.File("init", 0o755, guestFile("init"))
 	t.File("bin/vmdriver-backdoor", 0o755, guestFile("backdoor"))
 	t.File("bin/vmdriver-net", 0o755, guestFile("vmdriver-net"))
-	t.File("etc/udhcpc.script", 0o755, guestFile("udhcpc.script"))
 	t.File("etc/profile", 0o644, guestFile("profile"))
 	t.File("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/bash\n"))
 	t.File("etc/group", 0o644, []byte("root:x:0:\ntty:x:5:\n"))

@@ -67,13 +67,22 @@ if [ ! -e "$NIX_DISK_IMAGE" ]; then
     qemu-img create -q -f qcow2 -b {{q .Disk}} -F raw "$NIX_DISK_IMAGE" >&2
 fi
 {{end}}
+# The run counts as a use of the cached image (vmdriver image list/prune).
+touch {{q .Dir}}/last-used 2>/dev/null || :
+{{if .Outbound}}
+# Built with --net-outbound: the user-mode NIC is NOT restricted, and the
+# guest routes through QEMU's NAT to the host's networks and beyond.
+{{- else}}
+# The user-mode NIC is restricted: no packet from the guest leaves QEMU;
+# host ports forwarded to the guest (forward_port, hostfwd) still work.
+{{- end}}
 exec qemu-system-x86_64 \
     -name {{q .Name}} \
     -machine pc,accel=kvm:tcg \
     -m {{.MemMiB}} \
     -smp 1 \
     -device virtio-rng-pci \
-    -netdev "user,id=user.0${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}" \
+    -netdev "user,id=user.0{{if not .Outbound}},restrict=on{{end}}${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}" \
     -device virtio-net-pci,netdev=user.0,romfile= \
 {{- range .NICs}}
     -device virtio-net-pci,netdev=vlan{{.Index}},mac={{.MAC}},romfile= \
@@ -92,7 +101,7 @@ exec qemu-system-x86_64 \
 {{- end}}
     -kernel {{q .Kernel}} \
     -initrd {{q .Initrd}} \
-    -append "{{.Params}} systemd.hostname={{.Name}}{{if .Hosts}} vmdriver.net=fw_cfg{{end}}${QEMU_KERNEL_PARAMS:+ $QEMU_KERNEL_PARAMS}" \
+    -append "{{.Params}} systemd.hostname={{.Name}}{{if .Hosts}} vmdriver.net=fw_cfg{{end}}{{if .Outbound}} vmdriver.outbound=1{{end}}${QEMU_KERNEL_PARAMS:+ $QEMU_KERNEL_PARAMS}" \
     $QEMU_OPTS "$@"
 `))
 
@@ -106,6 +115,7 @@ type scriptData struct {
 	Disk           string
 	MemMiB         int
 	Params         string
+	Outbound       bool
 	NICs           []NIC
 	VLANs          []int
 	// Hosts is the guest's /etc/hosts and Net its interface table; both
@@ -116,11 +126,11 @@ type scriptData struct {
 
 // renderScript returns the start script of node self of the build nodes
 // on img. Names are validated to contain no shell or QEMU metacharacters.
-func renderScript(img *image, nodes []Node, self Node) string {
+func renderScript(img *image, nodes []Node, self Node, outbound bool) string {
 	d := scriptData{
 		Kind: img.kind, Name: self.Name, Number: self.Number, Dir: img.dir,
 		Kernel: img.kernel, Initrd: img.initrd, Disk: img.disk,
-		MemMiB: img.memMiB, Params: img.params,
+		MemMiB: img.memMiB, Params: img.params, Outbound: outbound,
 		NICs: self.NICs(), VLANs: self.VLANs,
 	}
 	if hasVLANs(nodes) {

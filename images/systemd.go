@@ -49,7 +49,10 @@ var rootFiles = []struct {
 	{"etc/systemd/system/backdoor.service", "systemd/backdoor.service", 0o644},
 	{"etc/systemd/journald.conf.d/vmdriver.conf", "systemd/journald.conf", 0o644},
 	{"etc/systemd/system.conf.d/vmdriver.conf", "systemd/system.conf", 0o644},
+	{"etc/systemd/network/70-vmdriver-eth0-outbound.network", "systemd/eth0-outbound.network", 0o644},
 	{"etc/systemd/network/80-vmdriver-eth0.network", "systemd/eth0.network", 0o644},
+	// Empty: the initramfs writes a fresh one into each machine's overlay.
+	{"etc/machine-id", "systemd/machine-id", 0o444},
 	{"etc/fstab", "systemd/fstab", 0o644},
 	{"etc/hosts", "systemd/hosts", 0o644},
 	{"etc/hostname", "systemd/hostname", 0o644},
@@ -128,6 +131,16 @@ func configureRootfs(ctx context.Context, rootfs string) error {
 	}
 	if err := r.MkdirAll("tmp/shared", 0o755); err != nil {
 		return err
+	}
+	// D-Bus keeps its own copy of the machine-id unless it is a link.
+	if err := r.MkdirAll("var/lib/dbus", 0o755); err != nil {
+		return err
+	}
+	if err := r.Remove("var/lib/dbus/machine-id"); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := r.Symlink("/etc/machine-id", "var/lib/dbus/machine-id"); err != nil {
+		return fmt.Errorf("link the D-Bus machine-id: %w", err)
 	}
 	for _, u := range systemdMasked {
 		p := "etc/systemd/system/" + u

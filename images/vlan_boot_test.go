@@ -16,7 +16,9 @@ import (
 // guests what the NixOS test framework promises: eth1..ethN with
 // 192.168.<vlan>.<node>/24 and 52:54:00:12:<vlan>:<node>, the build's
 // /etc/hosts, name resolution for ping and nc (and wget on the minimal
-// guest), and eth0 still on DHCP from QEMU user networking.
+// guest), eth0 on QEMU's restricted user-mode network without a default
+// route, so a VLAN the machine is not on is unreachable, and a
+// machine-id of each machine's own.
 func TestVLANBoot(t *testing.T) {
 	cache := testCacheDir(t)
 	tests := []struct {
@@ -101,8 +103,29 @@ func TestVLANBoot(t *testing.T) {
 					t.Errorf("%s: hostname %q", vm.name, got)
 				}
 				vm.succeed(t, "ping -c 1 -W 5 "+m.peer+" >/dev/null")
-				// DHCP on eth0 runs in the background; give it a bounded while.
-				vm.succeed(t, "for i in $(seq 300); do ip -4 addr show eth0 | grep -q 'inet 10\\.0\\.2\\.15/' && exit 0; sleep 0.1; done; ip addr; exit 1")
+				checkIsolated(t, vm)
+			}
+			// With no default route (checked above), the server's VLAN 2
+			// address is unreachable from the client, which is on VLAN 1
+			// only: the packet has nowhere to go, not even to QEMU.
+			if out, st := client.run(t, "ping -c 1 -W 2 192.168.2.2 2>&1", 30*time.Second); st == 0 {
+				t.Errorf("client reached the server's VLAN 2 address without being on VLAN 2:\n%s", out)
+			}
+			if tt.kind == Systemd {
+				ids := map[string]bool{}
+				for _, vm := range []*testVM{server, client} {
+					id := vm.succeed(t, "cat /etc/machine-id")
+					if len(id) != 33 || strings.Trim(id, "0123456789abcdef\n") != "" {
+						t.Errorf("%s: /etc/machine-id = %q, want 32 hex digits", vm.name, id)
+					}
+					if got := vm.succeed(t, "cat /var/lib/dbus/machine-id"); got != id {
+						t.Errorf("%s: D-Bus machine-id %q differs from /etc/machine-id %q", vm.name, got, id)
+					}
+					ids[id] = true
+				}
+				if len(ids) != 2 {
+					t.Errorf("server and client share a machine-id: %v", ids)
+				}
 			}
 
 			// nc by name: the server listens, the client sends a line to

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,9 +10,11 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +49,7 @@ func TestGuests(t *testing.T) {
 				{"WaitUntil", checkWaitUntil, nil},
 				{"WaitForFile", checkWaitForFile, nil},
 				{"Ports", checkPorts, nil},
+				{"Isolation", checkIsolation, nil},
 				{"UnixSockets", checkUnixSockets, isSystemd},
 				{"Units", checkUnits, isSystemd},
 				{"NoSystemd", checkNoSystemd, isMinimal},
@@ -792,4 +796,65 @@ func checkKeys(ctx context.Context, t *testing.T, k guestKind, m *machine.Machin
 // shellQuote quotes s for a POSIX shell.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}
+
+// checkIsolation: the guest cannot reach the host's networks. QEMU's own
+// report says its user-mode NIC is restricted, the guest has no default
+// route and no name server; a port forwarded from the host still reaches
+// a guest service (the one way in), and no packet is sent anywhere but
+// to loopback.
+func checkIsolation(ctx context.Context, t *testing.T, k guestKind, m *machine.Machine) {
+	links, err := m.Links(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var user []backend.Link
+	for _, l := range links {
+		if l.VLAN == 0 {
+			user = append(user, l)
+		}
+	}
+	if len(user) != 1 || !user[0].Restricted {
+		t.Fatalf("user-mode links per QEMU's info network = %+v, want one, restricted", user)
+	}
+	if out, err := m.Succeed(ctx, "ip -4 route show default; ip -6 route show default"); err != nil || out != "" {
+		t.Errorf("the guest's default routes = %q, %v; want none", out, err)
+	}
+	if out, err := m.Succeed(ctx, "grep -c '^nameserver' /etc/resolv.conf || true"); err != nil || out != "0\n" {
+		t.Errorf("name servers in /etc/resolv.conf: %q, %v; want 0", out, err)
+	}
+
+	const guestPort = 8090
+	serve := fmt.Sprintf("echo forwarded-hello | nc -l -p %d", guestPort)
+	if k.systemd {
+		serve = fmt.Sprintf("echo forwarded-hello | nc -N -l %d", guestPort)
+	}
+	if _, err := m.Succeed(ctx, serve+" >/dev/null 2>&1 &"); err != nil {
+		t.Fatal(err)
+	}
+	// Watched without connecting: the one-shot server answers one
+	// connection only.
+	listening := fmt.Sprintf("%s | grep -q ':%d '", k.listening, guestPort)
+	if _, err := m.WaitUntilSucceeds(ctx, listening, machine.Timeout(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	if err := m.ForwardPort(ctx, hostPort, guestPort); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(hostPort)), 10*time.Second)
+	if err != nil {
+		t.Fatalf("dial the forwarded port: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if line != "forwarded-hello\n" {
+		t.Errorf("through the forwarded port: %q, %v; want the guest's greeting", line, err)
+	}
 }

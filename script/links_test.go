@@ -12,7 +12,7 @@ import (
 // network, as a NixOS node 1 with virtualisation.vlans = [ 1 2 ].
 func vlanGuest(_ string, g *mock.Guest) {
 	g.SetLinks(
-		backend.Link{Name: "virtio-net-pci.0", VLAN: 0, MAC: "52:54:00:12:34:56", Up: true},
+		backend.Link{Name: "virtio-net-pci.0", VLAN: 0, MAC: "52:54:00:12:34:56", Up: true, Restricted: true},
 		backend.Link{Name: "virtio-net-pci.1", VLAN: 1, MAC: "52:54:00:12:01:01", Up: true},
 		backend.Link{Name: "virtio-net-pci.2", VLAN: 2, MAC: "52:54:00:12:02:01", Up: true},
 	)
@@ -29,7 +29,8 @@ func TestLinkMethods(t *testing.T) {
 			`ls = server.links()`,
 			`assert type(ls) == "list"`,
 			`assert [l["vlan"] for l in ls] == [0, 1, 2], ls`,
-			`assert ls[1] == {"name": "virtio-net-pci.1", "vlan": 1, "mac": "52:54:00:12:01:01", "up": True}, ls[1]`,
+			`assert ls[1] == {"name": "virtio-net-pci.1", "vlan": 1, "mac": "52:54:00:12:01:01", "up": True, "restricted": False}, ls[1]`,
+			`assert [l["restricted"] for l in ls] == [True, False, False], ls`,
 			`assert all([l["up"] for l in ls])`,
 		), nil},
 		{"block and unblock", lines(

@@ -973,8 +973,8 @@ func mSetLinks(fn func(m *machine.Machine, ctx context.Context) error) methodFun
 	}
 }
 
-// links() -> list of {"name", "vlan", "mac", "up"} dicts, vlan 0 being
-// the user-mode network.
+// links() -> list of {"name", "vlan", "mac", "up", "restricted"} dicts,
+// vlan 0 being the user-mode network (restricted: no packet leaves it).
 func mLinks(c *call) (starlark.Value, error) {
 	if err := c.unpack(nil); err != nil {
 		return nil, err
@@ -985,11 +985,12 @@ func mLinks(c *call) (starlark.Value, error) {
 	}
 	out := make([]starlark.Value, len(ls))
 	for i, l := range ls {
-		d := starlark.NewDict(4)
+		d := starlark.NewDict(5)
 		d.SetKey(starlark.String("name"), starlark.String(l.Name))
 		d.SetKey(starlark.String("vlan"), starlark.MakeInt(l.VLAN))
 		d.SetKey(starlark.String("mac"), starlark.String(l.MAC))
 		d.SetKey(starlark.String("up"), starlark.Bool(l.Up))
+		d.SetKey(starlark.String("restricted"), starlark.Bool(l.Restricted))
 		out[i] = d
 	}
 	return starlark.NewList(out), nil

@@ -12,10 +12,10 @@ import (
 )
 
 // DefaultLinks are a new guest's network links: eth0 on the user-mode
-// network, as every NixOS test VM has, and no VLAN link. Guest.SetLinks
-// replaces them.
+// network, restricted as the project's start scripts make it, and no
+// VLAN link. Guest.SetLinks replaces them.
 var DefaultLinks = []backend.Link{
-	{Name: "virtio-net-pci.0", VLAN: 0, MAC: "52:54:00:12:34:56", Up: true},
+	{Name: "virtio-net-pci.0", VLAN: 0, MAC: "52:54:00:12:34:56", Up: true, Restricted: true},
 }
 
 // LinkCall is one recorded successful SetLink call.

@@ -22,6 +22,7 @@ import (
 //	 \ vlan1: index=0,type=vde,sock=/tmp/vde1.ctl[000]
 //	hub 0
 //	 \ hub0port1: #net336: index=0,type=user,net=10.0.2.0,restrict=off
+//	user.0: index=0,type=user,net=10.0.2.0,restrict=on
 //	 \ hub0port0: virtio-net-pci.1: index=0,type=nic,model=virtio-net-pci,macaddr=...
 //	lonely: index=0,type=socket,
 //
@@ -58,6 +59,8 @@ type netClient struct {
 	name string
 	typ  string // "nic", "user", "vde", "socket", "hubport", ...
 	mac  string // NICs only
+	// restricted is a user-mode netdev's restrict=on.
+	restricted bool
 }
 
 // nicInfo is one NIC and what it is plugged into.
@@ -93,6 +96,8 @@ func parseClient(s string) (netClient, bool) {
 			c.typ = v
 		case "macaddr":
 			c.mac = strings.ToLower(v)
+		case "restrict":
+			c.restricted = v == "on"
 		}
 	}
 	return c, c.typ != ""
@@ -236,7 +241,9 @@ func (info netInfo) links(state *linkState) []linkOf {
 			continue
 		}
 		l := backend.Link{Name: n.name, MAC: n.mac, Up: state.up(n.name)}
-		if c.typ != "user" {
+		if c.typ == "user" {
+			l.Restricted = c.restricted
+		} else {
 			ordinal++
 			l.VLAN = ordinal
 			if v, ok := nixosVLAN(n.mac); ok {

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -152,6 +153,20 @@ func (b *Backend) BootTimeout() time.Duration {
 // Scale multiplies d by the backend's timeout scale.
 func (b *Backend) Scale(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * b.scale)
+}
+
+// AccelArgs returns the QEMU arguments this backend appends to a start
+// script's command line to choose the accelerator: nothing where the
+// script's own accel=kvm:tcg is right, `-machine accel=tcg` where /dev/kvm
+// exists but cannot boot a stock kernel (a paravirtualised host's KVM).
+// Programs that run start scripts themselves (tests, benchmarks) pass
+// them too; the reason for the choice comes with them, for a log.
+func (b *Backend) AccelArgs() (args []string, reason string, err error) {
+	c, err := b.decide()
+	if err != nil {
+		return nil, "", err
+	}
+	return slices.Clone(c.Args), c.String(), nil
 }
 
 // decide detects the accelerator once.

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vmdriver/vmdriver/backend/qemu"
 )
 
 // rawVM is a guest started by hand, without the driver: the baseline the
@@ -40,11 +42,16 @@ func startRaw(ctx context.Context, script string) (*rawVM, time.Duration, error)
 		v.close()
 		return nil, 0, err
 	}
-	v.cmd = exec.Command(script,
-		"-qmp", "unix:"+filepath.Join(dir, "qmp")+",server=on,wait=off",
-		"-chardev", "socket,id=shell,path="+filepath.Join(dir, "shell"),
+	accel, _, err := qemu.New().AccelArgs() // the driver's choice, for a fair comparison
+	if err != nil {
+		v.close()
+		return nil, 0, err
+	}
+	v.cmd = exec.Command(script, append([]string{
+		"-qmp", "unix:" + filepath.Join(dir, "qmp") + ",server=on,wait=off",
+		"-chardev", "socket,id=shell,path=" + filepath.Join(dir, "shell"),
 		"-device", "virtio-serial", "-device", "virtconsole,chardev=shell",
-		"-serial", "stdio", "-no-reboot", "-nographic", "-machine", "accel=tcg")
+		"-serial", "stdio", "-no-reboot", "-nographic"}, accel...)...)
 	v.cmd.Dir = dir
 	v.cmd.Env = append(os.Environ(), "TMPDIR="+dir, "USE_TMPDIR=1", "SHARED_DIR="+filepath.Join(dir, "xchg"))
 	v.cmd.Stdout = io.Discard // the driver reads the serial console too

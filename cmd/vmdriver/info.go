@@ -83,4 +83,3 @@ func runVersion(args []string, stdout io.Writer) error {
 	_, err := fmt.Fprintln(stdout, version(debug.ReadBuildInfo()))
 	return err
 }
-

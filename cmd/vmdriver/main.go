@@ -1,7 +1,9 @@
 // Command vmdriver boots virtual machines and runs NixOS-style tests
 // against them.
 //
-//	vmdriver image build --kind minimal|systemd --out DIR NAME...
+//	vmdriver eval-file SCRIPT --start-scripts "run-a-vm run-b-vm"
+//	vmdriver image build|list|prune ...
+//	vmdriver deps | version
 package main
 
 import (
@@ -117,7 +119,19 @@ commands:
   image build --kind minimal|systemd --out DIR NAME[:VLAN[,VLAN...]]...
         build test guests from Debian packages and write DIR/run-NAME-vm
         start scripts (nixpkgs run-<name>-vm contract); nodes are numbered
-        by sorted name, NIC i on VLAN v gets 192.168.v.<node>/24 as ethI
+        by sorted name, NIC i on VLAN v gets 192.168.v.<node>/24 as ethI;
+        then trims the cache to its cap (see prune). Step lines go to
+        stderr on a terminal or with -v, never with -q. The guests cannot
+        reach the host's networks unless --net-outbound (then they reach
+        whatever the host reaches, through QEMU's NAT)
+  image list [--cache DIR]
+        list the cache (guest images, packages, apt answers) with sizes
+        and last use, least recently used first
+  image prune [--cache DIR] [--older-than 7d] [--max-size 2G] [--all] [--dry-run]
+        remove cache entries last used longer ago than --older-than, then
+        least recently used ones until the cache fits --max-size (without
+        either: the cap every build applies, 4G or $VMDRIVER_CACHE_CAP);
+        entries used in the last 10 minutes stay unless --all
   deps  list the host tools vmdriver runs, their Debian packages and
         where each was found; exit 1 if one is missing (make deps installs
         them)
