@@ -134,7 +134,7 @@ func TestQEMUNotInstalled(t *testing.T) {
 	if !errors.Is(err, qemu.ErrNoQEMU) {
 		t.Fatalf("Start without QEMU = %v, want qemu.ErrNoQEMU", err)
 	}
-	mustContain(t, err, "qemu-system-x86_64", "qemu-system-x86)", "not installed")
+	mustContain(t, err, "qemu-system-x86_64", "Debian package qemu-system-x86", "not installed", "make deps")
 	if _, err := os.Stat(filepath.Join(m.StateDir(), "ran")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the start script ran although QEMU is missing (stat: %v)", err)
 	}
