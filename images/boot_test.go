@@ -20,6 +20,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backend/qemu"
 	"github.com/vmdriver/vmdriver/internal/testenv"
+	"github.com/vmdriver/vmdriver/qmp"
 )
 
 const banner = "Spawning backdoor root shell..."
@@ -173,6 +174,7 @@ type testVM struct {
 	r       *bufio.Reader
 	serial  *lockedBuffer
 	shared  string
+	qmp     string        // QEMU's QMP socket
 	done    chan struct{} // closed when QEMU has exited
 	waitErr error
 }
@@ -218,13 +220,13 @@ func launchVM(t *testing.T, script, name string, env []string) *testVM {
 	}
 	t.Cleanup(func() { ln.Close() })
 
-	vm := &testVM{name: name, ln: ln, serial: &lockedBuffer{}, shared: shared, done: make(chan struct{})}
+	vm := &testVM{name: name, ln: ln, serial: &lockedBuffer{}, shared: shared, qmp: filepath.Join(dir, "qmp"), done: make(chan struct{})}
 	accel, _, err := accelBackend().AccelArgs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	vm.cmd = exec.Command(script, append([]string{
-		"-qmp", "unix:" + filepath.Join(dir, "qmp") + ",server=on,wait=off",
+		"-qmp", "unix:" + vm.qmp + ",server=on,wait=off",
 		"-chardev", "socket,id=shell,path=" + filepath.Join(dir, "shell"),
 		"-device", "virtio-serial", "-device", "virtconsole,chardev=shell",
 		"-serial", "stdio", "-no-reboot", "-nographic"}, accel...)...)
@@ -476,6 +478,24 @@ func TestConcurrentBuilds(t *testing.T) {
 			t.Errorf("script %d does not boot the published image", i)
 		}
 	}
+}
+
+// monitor runs an HMP command through QEMU's QMP socket and returns its
+// output: what QEMU itself reports.
+func (vm *testVM) monitor(t *testing.T, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := qmp.Dial(ctx, "unix", vm.qmp)
+	if err != nil {
+		t.Fatalf("%s: QMP: %v", vm.name, err)
+	}
+	defer c.Close()
+	var out string
+	if err := c.Execute(ctx, "human-monitor-command", map[string]string{"command-line": cmd}, &out); err != nil {
+		t.Fatalf("%s: %s: %v", vm.name, cmd, err)
+	}
+	return out
 }
 
 // checkIsolated checks, from inside the guest, what keeps it inside the
