@@ -241,10 +241,17 @@ func TestVMDriverNetScript(t *testing.T) {
 			[]string{"eth1 52:54:00:12:34:56 192.168.52.86/24"}},
 		{"hosts only", "vmdriver.net=fw_cfg", ptr(hosts), nil, []string{""}, 0, "", nil},
 		{"nothing passed", "quiet", nil, nil, []string{""}, 0, "", nil},
+		{"outbound, nothing else", "quiet vmdriver.outbound=1", nil, nil, []string{""}, 0, "", nil},
 		{"fw_cfg missing", "quiet vmdriver.net=fw_cfg", nil, nil, []string{""}, 1, "is the qemu_fw_cfg module loaded?", nil},
 		{"nic missing", "vmdriver.net=fw_cfg", ptr(hosts), ptr(twoNICs), []string{"", "52:54:00:12:01:02"}, 1, "no network interface has MAC 52:54:00:12:02:02",
 			[]string{"eth1 52:54:00:12:01:02 192.168.1.2/24"}},
 	}
+	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
+	t.Cleanup(func() {
+		if now, _ := os.ReadFile("/etc/resolv.conf"); string(now) != string(hostResolv) {
+			t.Errorf("the guest script changed the host's /etc/resolv.conf from %q to %q", hostResolv, now)
+		}
+	})
 	for _, shell := range []struct{ name, sh, path string }{
 		{"dash+iproute2", "/bin/sh", "/usr/sbin:/usr/bin:/sbin:/bin"},
 		{"busybox", filepath.Join(bbDir, "sh"), bbDir},
@@ -283,8 +290,11 @@ func TestVMDriverNetScript(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				cmd := exec.CommandContext(ctx, unshare, "--net", "--mount", "--propagation", "private", "sh", "-c", setup.String())
+				// Every file the script writes is redirected: it runs on
+				// the host, where it must not touch /etc.
+				resolv := filepath.Join(dir, "resolv.conf")
 				cmd.Env = append(os.Environ(), "VMDRIVER_NET_FW_CFG="+fw, "VMDRIVER_NET_HOSTS="+filepath.Join(dir, "hosts"),
-					"VMDRIVER_NET_CMDLINE="+filepath.Join(dir, "cmdline"))
+					"VMDRIVER_NET_CMDLINE="+filepath.Join(dir, "cmdline"), "VMDRIVER_NET_RESOLV="+resolv)
 				out, err := cmd.CombinedOutput()
 				if err != nil {
 					t.Fatalf("%v\n%s", err, out)
@@ -313,6 +323,14 @@ func TestVMDriverNetScript(t *testing.T) {
 				}
 				if string(gotHosts) != wantHosts {
 					t.Errorf("hosts file %q, want %q", gotHosts, wantHosts)
+				}
+				gotResolv, err := os.ReadFile(resolv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantServer := strings.Contains(tt.cmdline, "vmdriver.outbound=1")
+				if hasServer := strings.HasPrefix(string(gotResolv), "nameserver 10.0.2.3"); hasServer != wantServer || strings.Count(string(gotResolv), "\n") != 1 {
+					t.Errorf("resolv.conf %q: want one line, a name server only with vmdriver.outbound=1", gotResolv)
 				}
 			})
 		}

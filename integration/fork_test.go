@@ -115,6 +115,11 @@ func testFork(t *testing.T, kind images.Kind) {
 		ips = append(ips, ip)
 		unique("machine-id", run(c, "cat /etc/machine-id"), name)
 		unique("random", run(c, "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'"), name)
+		// The kernel itself reseeded its RNG when the restore changed the
+		// VM generation ID, before the first command ran.
+		if got := run(c, "dmesg | grep -c 'crng reseeded due to virtual machine fork' || true"); got == "0" {
+			t.Errorf("%s: the kernel did not reseed its RNG on the fork (no vmgenid change seen)", name)
+		}
 		run(c, fmt.Sprintf("echo %s > /root/own && sync", name))
 	}
 	// Independent: each sees only its own write; the original none.

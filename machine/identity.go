@@ -29,12 +29,6 @@ const discoverCommand = "ip -o link; ip -o addr"
 // builtins only.
 const mountsCommand = `while read -r src dir fs opts rest; do if [ "$fs" = 9p ]; then echo "$src $dir $opts"; fi; done < /proc/mounts`
 
-// reseedCommand makes the kernel reseed its random number generator at
-// once from the pool the host's bytes were just mixed into
-// (RNDRESEEDCRNG); it needs perl, which busybox guests lack, and then the
-// mixing takes effect at the kernel's next periodic reseed.
-const reseedCommand = `perl -e 'open(my $f, "<", "/dev/urandom") or exit 1; ioctl($f, 0x5207, 0) or exit 1' 2>/dev/null || true`
-
 // guestMount is a 9p share mounted in the guest.
 type guestMount struct {
 	Source, Dir, Options string
@@ -200,8 +194,10 @@ func identityScript(id identity, links []backend.Link, ifs map[string]*guestIfac
 	rand.Read(machineID)
 	rand.Read(seed)
 	fmt.Fprintf(&sb, "echo %s > /etc/machine-id\n", hex.EncodeToString(machineID))
+	// Host randomness for the pool. The reseed itself needs no command:
+	// the hypervisor changed the VM generation ID (QEMU: vmgenid), and
+	// the guest kernel reseeded on seeing it, before this runs.
 	fmt.Fprintf(&sb, "echo %s > /dev/urandom\n", hex.EncodeToString(seed))
-	sb.WriteString(reseedCommand + "\n")
 
 	byMAC := map[string]*guestIface{}
 	for _, g := range ifs {

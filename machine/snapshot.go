@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +27,10 @@ type Snapshot struct {
 	snap   *backend.Snapshot
 	links  []backend.Link
 	mounts []guestMount
+	// ifs is the guest's interfaces and addresses as saved, listed when
+	// the machine is on a VLAN: every clone starts from exactly that
+	// state, so its identity is fixed up in one round trip.
+	ifs map[string]*guestIface
 }
 
 // Name returns the snapshot's name.
@@ -113,6 +118,10 @@ func (m *Machine) snapshot(ctx context.Context, name string) (*Snapshot, error) 
 
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.commandTimeout)
 	defer cancel()
+	ifs, err := m.discoverInterfaces(cctx, sh, links)
+	if err != nil {
+		return nil, err
+	}
 	mounts, err := m.unmountShares(cctx, sh)
 	if err != nil {
 		return nil, err
@@ -130,9 +139,26 @@ func (m *Machine) snapshot(ctx context.Context, name string) (*Snapshot, error) 
 		return nil, fmt.Errorf("machine %s: snapshot %s: %w", m.name, name, err)
 	}
 	keep = true
-	s := &Snapshot{name: name, origin: m, snap: bs, links: links, mounts: mounts}
+	s := &Snapshot{name: name, origin: m, snap: bs, links: links, mounts: mounts, ifs: ifs}
 	m.log.Info(m.name, fmt.Sprintf("%s saved: %.1f MiB, paused %s", name, float64(bs.Size)/(1<<20), bs.Paused.Round(time.Millisecond)))
 	return s, nil
+}
+
+// discoverInterfaces lists the guest's interfaces and addresses when one
+// of links is on a test VLAN (a clone then gets addresses of its own),
+// and returns nil otherwise.
+func (m *Machine) discoverInterfaces(ctx context.Context, sh *backdoor.Shell, links []backend.Link) (map[string]*guestIface, error) {
+	if !slices.ContainsFunc(links, func(l backend.Link) bool { _, _, ok := vlanMAC(l.MAC); return ok && l.VLAN != 0 }) {
+		return nil, nil
+	}
+	res, err := sh.Run(ctx, discoverCommand, backdoor.RunOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: listing the guest's interfaces: %w", m.name, err)
+	}
+	if res.Status != 0 {
+		return nil, fmt.Errorf("machine %s: listing the guest's interfaces (%s): status %d: %s", m.name, discoverCommand, res.Status, strings.TrimSpace(string(res.Output)))
+	}
+	return parseInterfaces(string(res.Output)), nil
 }
 
 // unmountShares lists the guest's 9p mounts and unmounts them. A guest
@@ -364,27 +390,17 @@ func (m *Machine) restore(ctx context.Context, snap *Snapshot, peers []string) e
 	return nil
 }
 
-// giveIdentity sends the fix-up commands: 9p shares back, clock, host
-// name, machine-id, RNG, and the VLAN MACs and addresses of m's node
-// number.
+// giveIdentity sends the fix-up commands in one round trip: 9p shares
+// back, clock, host name, machine-id, RNG, and the VLAN MACs and
+// addresses of m's node number (the interfaces were listed when the
+// snapshot was taken).
 func (m *Machine) giveIdentity(ctx context.Context, sh *backdoor.Shell, snap *Snapshot, peers []string) error {
-	var ifs map[string]*guestIface
-	if m.node != 0 {
-		res, err := sh.Run(ctx, discoverCommand, backdoor.RunOptions{})
-		if err != nil {
-			return err
-		}
-		if res.Status != 0 {
-			return fmt.Errorf("listing the guest's interfaces (%s): status %d: %s", discoverCommand, res.Status, strings.TrimSpace(string(res.Output)))
-		}
-		ifs = parseInterfaces(string(res.Output))
-	}
 	id := identity{Hostname: m.name, Node: m.node, Now: time.Now(), Peers: peers, Mounts: snap.mounts}
 	links := snap.links
 	if m.cfg.sameAddresses {
 		id.Hostname, links = snap.origin.name, nil
 	}
-	script, err := identityScript(id, links, ifs)
+	script, err := identityScript(id, links, snap.ifs)
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,15 @@ func TestFork(t *testing.T) {
 	}
 	for k, c := range clones {
 		name := fmt.Sprintf("m1-%d", k+1)
+		// Everything a clone needs, in one round trip: its guest got one
+		// command before the test's own.
+		if g := e.b.Guest(name); g == nil || len(g.Commands()) != 1 || !strings.Contains(g.Commands()[0], "\nhostname "+name+"\n") {
+			var cmds []string
+			if g != nil {
+				cmds = g.Commands()
+			}
+			t.Errorf("%s: the restore sent %d commands, want one that gives the identity: %q", name, len(cmds), cmds)
+		}
 		if c.Name() != name {
 			t.Errorf("clone %d named %q, want %q", k, c.Name(), name)
 		}

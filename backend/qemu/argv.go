@@ -38,13 +38,18 @@ type argvOptions struct {
 // on a virtio console, the serial port on stdio, then -no-reboot,
 // -nographic, the accelerator and extra args. Unlike the NixOS driver the
 // shell's chardev is an inherited, already connected socket (fd=N)
-// rather than a path QEMU connects to.
+// rather than a path QEMU connects to, and every machine has a VM
+// generation ID device: each QEMU process gets a new random ID, so a
+// guest restored from a snapshot sees it change and its kernel (vmgenid,
+// Linux 5.18+) reseeds its random number generator at once, before any
+// clone could repeat its siblings' random numbers.
 func driverArgs(o argvOptions) []string {
 	args := []string{
 		"-qmp", "unix:" + filepath.Join(o.StateDir, qmpSocket) + ",server=on,wait=off",
 		"-chardev", "socket,id=shell,fd=" + strconv.Itoa(o.ShellFD),
 		"-device", "virtio-serial",
 		"-device", "virtconsole,chardev=shell",
+		"-device", "vmgenid,guid=auto",
 		"-serial", "stdio",
 	}
 	if !o.AllowReboot {

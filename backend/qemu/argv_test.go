@@ -12,6 +12,7 @@ func TestDriverArgs(t *testing.T) {
 		"-chardev", "socket,id=shell,fd=3",
 		"-device", "virtio-serial",
 		"-device", "virtconsole,chardev=shell",
+		"-device", "vmgenid,guid=auto",
 		"-serial", "stdio",
 	}
 	cat := func(parts ...[]string) []string { return slices.Concat(parts...) }
