@@ -95,8 +95,7 @@ type Instance struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	snapMu  sync.Mutex // one snapshot at a time
-	snapSeq int        // numbers the frozen disk layers
+	snapMu sync.Mutex // one snapshot at a time
 }
 
 var (

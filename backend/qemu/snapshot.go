@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,7 +79,9 @@ type snapDisk struct {
 	// Path is where the machine had the disk: clones get their overlay at
 	// the same place relative to their state directory.
 	Path string `json:"path"`
-	// Frozen is the immutable layer the clones' overlays sit on.
+	// Frozen is the immutable layer the clones' overlays sit on: a file
+	// in the snapshot directory, named relative to it in the manifest so
+	// the directory can be moved (a warm-start cache entry).
 	Frozen string `json:"frozen"`
 	// Format is Frozen's image format.
 	Format string `json:"format"`
@@ -92,9 +95,12 @@ type blockInfo struct {
 		RO    bool   `json:"ro"`
 		Drv   string `json:"drv"`
 		Image struct {
-			Filename    string `json:"filename"`
-			Format      string `json:"format"`
-			VirtualSize int64  `json:"virtual-size"`
+			Filename            string `json:"filename"`
+			Format              string `json:"format"`
+			VirtualSize         int64  `json:"virtual-size"`
+			BackingFilename     string `json:"backing-filename"`
+			FullBackingFilename string `json:"full-backing-filename"`
+			BackingFormat       string `json:"backing-filename-format"`
 		} `json:"image"`
 	} `json:"inserted"`
 }
@@ -161,7 +167,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 	if err != nil {
 		return nil, err
 	}
-	disks, err := i.freezeDisks(ctx, blocks)
+	disks, err := i.freezeDisks(ctx, blocks, dir)
 	if err != nil {
 		os.Remove(statePath)
 		for _, d := range disks {
@@ -200,7 +206,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 		Paused:     paused.String(),
 		QEMU:       ver,
 		Hardware:   hw,
-		Disks:      disks,
+		Disks:      relativeFrozen(disks),
 		StateDir:   i.stateDir,
 	}
 	if err := writeManifest(dir, m); err != nil {
@@ -315,13 +321,12 @@ func (want hardware) compare(have hardware) (diff string, extra []string) {
 
 // freezeDisks copies every writable disk layer, once the migration has
 // completed (QEMU has flushed the disks and holds no cached metadata),
-// next to the original as <path>.snapN: the copy is the frozen layer the
-// clones' overlays sit on, while the machine goes on with its own file.
-// Keeping the copy in the same directory keeps a relative backing file
-// name in its header valid. Disk layers of test machines are small
-// overlays, so the copy costs little (and nothing on file systems that
-// share extents).
-func (i *Instance) freezeDisks(ctx context.Context, blocks []blockInfo) ([]snapDisk, error) {
+// into the snapshot directory dir as disk-<device>.<format>: the copy is
+// the frozen layer the clones' overlays sit on, while the machine goes on
+// with its own file. A relative backing file name in the copy's header is
+// made absolute, so the directory holds everything and can move. Disk
+// layers of test machines are small overlays, so the copy costs little.
+func (i *Instance) freezeDisks(ctx context.Context, blocks []blockInfo, dir string) ([]snapDisk, error) {
 	var disks []snapDisk
 	for _, b := range blocks {
 		if b.Inserted == nil || b.Inserted.RO {
@@ -335,12 +340,21 @@ func (i *Instance) freezeDisks(ctx context.Context, blocks []blockInfo) ([]snapD
 		if format == "" {
 			format = b.Inserted.Drv
 		}
-		i.snapSeq++
-		frozen := fmt.Sprintf("%s.snap%d", path, i.snapSeq)
+		frozen := filepath.Join(dir, "disk-"+fileSafe(b.Device)+"."+fileSafe(format))
 		if err := copyFile(ctx, path, frozen); err != nil {
 			return disks, fmt.Errorf("machine %q: freezing disk %s: %w", i.name, b.Device, err)
 		}
 		disks = append(disks, snapDisk{Device: b.Device, Path: path, Frozen: frozen, Format: format})
+		img := b.Inserted.Image
+		if img.BackingFilename != "" && !filepath.IsAbs(img.BackingFilename) && !strings.HasPrefix(img.BackingFilename, "json:") {
+			args := []string{"rebase", "-u", "-b", img.FullBackingFilename}
+			if img.BackingFormat != "" {
+				args = append(args, "-F", img.BackingFormat)
+			}
+			if err := runTool(ctx, qemuImg, append(args, frozen)...); err != nil {
+				return disks, fmt.Errorf("machine %q: freezing disk %s: %w", i.name, b.Device, err)
+			}
+		}
 	}
 	return disks, nil
 }
@@ -567,7 +581,11 @@ func readManifest(snap *backend.Snapshot) (manifest, error) {
 		return m, fmt.Errorf("%w: %s: the saved state %s has %d bytes, the manifest says %d (truncated or replaced; take the snapshot again)",
 			backend.ErrSnapshotMismatch, snap.Dir, m.State, fi.Size(), m.Size)
 	}
-	for _, d := range m.Disks {
+	for k, d := range m.Disks {
+		if !filepath.IsAbs(d.Frozen) {
+			d.Frozen = filepath.Join(snap.Dir, d.Frozen)
+			m.Disks[k].Frozen = d.Frozen
+		}
 		if _, err := os.Stat(d.Frozen); err != nil {
 			return m, fmt.Errorf("%w: %s: the frozen layer of disk %s is gone (was the machine it was taken from removed?): %v",
 				backend.ErrSnapshotMismatch, snap.Dir, d.Device, err)
@@ -591,4 +609,25 @@ func runTool(ctx context.Context, name string, args ...string) error {
 		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
+}
+
+// fileSafe maps s to a file name part: letters, digits, '-' and '_' stay,
+// anything else becomes '_'.
+func fileSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// relativeFrozen returns disks with each frozen layer named relative to
+// the snapshot directory, for the manifest.
+func relativeFrozen(disks []snapDisk) []snapDisk {
+	out := slices.Clone(disks)
+	for k := range out {
+		out[k].Frozen = filepath.Base(out[k].Frozen)
+	}
+	return out
 }
