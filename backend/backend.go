@@ -149,6 +149,17 @@ type RawCommander interface {
 	ControlCommand(ctx context.Context, command string, args map[string]any) (any, error)
 }
 
+// WarmKeyer is implemented by backends whose machines can start warm: from
+// a post-boot snapshot saved by an earlier run instead of a cold boot.
+// WarmKey describes, as text, everything of the backend's own that
+// decides what a machine of spec boots into — the hypervisor binary and
+// version, the arguments the backend adds to the command line — so that
+// any change to them makes a different key and a cold boot. The machine
+// adds what it knows itself (start script, environment).
+type WarmKeyer interface {
+	WarmKey(spec Spec) (string, error)
+}
+
 // Link is one network interface of a machine.
 type Link struct {
 	// Name is the hypervisor's id for the interface, as SetLink takes it

@@ -35,6 +35,15 @@ type Config struct {
 	// KeepState keeps each machine's state directory (disk images)
 	// across runs instead of starting afresh.
 	KeepState bool
+	// Warm starts every machine from a post-boot snapshot saved by an
+	// earlier run when there is one (booting cold and saving one when
+	// there is not): see machine.WithWarm.
+	Warm bool
+	// WarmDir holds the warm entries; empty means the image cache's
+	// warm/ directory (images.DefaultCacheDir()/warm).
+	WarmDir string
+	// WarmReadOnly uses WarmDir's entries but never writes one.
+	WarmReadOnly bool
 }
 
 // MachineConfig is one machine of a run.
@@ -67,6 +76,7 @@ type jsonConfig struct {
 	GlobalTimeout     *float64                   `json:"global_timeout"`
 	EnableSSHBackdoor bool                       `json:"enable_ssh_backdoor"`
 	TestScript        string                     `json:"test_script"`
+	Warm              bool                       `json:"warm"`
 }
 
 // LoadConfig reads a NixOS driver configuration file (`--config FILE`):
@@ -108,6 +118,7 @@ func LoadConfig(path string) (Config, error) {
 		c.GlobalTimeout = time.Duration(*jc.GlobalTimeout * float64(time.Second))
 	}
 	c.TestScript = jc.TestScript
+	c.Warm = jc.Warm
 	return c, c.Validate()
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/backend/qemu"
+	"github.com/vmdriver/vmdriver/images"
 	"github.com/vmdriver/vmdriver/machine"
 	"github.com/vmdriver/vmdriver/vlan"
 )
@@ -182,6 +183,20 @@ func (d *Driver) newMachine(name, startScript string, keep bool) (*machine.Machi
 	}
 	if keep {
 		opts = append(opts, machine.WithKeepState())
+	}
+	if d.cfg.Warm {
+		dir := d.cfg.WarmDir
+		if dir == "" {
+			cache, err := images.DefaultCacheDir()
+			if err != nil {
+				return nil, fmt.Errorf("machine %s: warm start: %w", name, err)
+			}
+			dir = filepath.Join(cache, images.WarmSection)
+		}
+		opts = append(opts, machine.WithWarm(dir))
+		if d.cfg.WarmReadOnly {
+			opts = append(opts, machine.WithWarmReadOnly())
+		}
 	}
 	opts = append(opts, d.machineOpts...)
 	return machine.New(d.backend, name, opts...)

@@ -62,7 +62,13 @@ var sections = []section{
 	// debootstrap's own package cache, which it uses as a set: one
 	// entry, touched by every systemd build.
 	{name: "debootstrap", whole: true},
+	// Post-boot snapshots of machines started warm (machine.WithWarm):
+	// one directory per machine key, stamped by every warm start.
+	{name: WarmSection},
 }
+
+// WarmSection is the cache subdirectory that holds warm-start entries.
+const WarmSection = "warm"
 
 // CacheEntry is one removable unit of the cache directory.
 type CacheEntry struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +79,15 @@ func (c *console) add(lines []string) {
 	for _, l := range lines {
 		c.serial(l)
 	}
+}
+
+// replay puts lines saved with a warm entry at the start of the history,
+// as if the guest had printed them, without logging them again.
+func (c *console) replay(lines []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines = append(slices.Clone(lines), c.lines...)
+	c.wakeLocked()
 }
 
 // tail returns the last console lines (across restarts).

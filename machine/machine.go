@@ -75,6 +75,11 @@ type Machine struct {
 	hookMu      sync.Mutex
 	before      func(ctx context.Context) error
 	hookRunning atomic.Bool
+
+	// Warm starts (warm.go); guarded by lifeMu.
+	warmTried bool      // the first start looked for a warm entry
+	warmSave  string    // key of the entry to save once the cold boot settled
+	coldStart time.Time // when the cold boot began
 }
 
 // New creates a machine named name on backend b without starting it.
@@ -318,7 +323,17 @@ func (m *Machine) startLocked(ctx context.Context, explicit bool) (backend.Insta
 		}
 		m.reap(inst)
 	}
+	if m.cfg.warmDir != "" && !m.warmTried {
+		m.warmTried = true
+		if inst := m.startWarm(ctx); inst != nil {
+			return inst, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("machine %s: starting: %w", m.name, err)
+		}
+	}
 	m.log.Info(m.name, "starting vm")
+	m.coldStart = time.Now()
 	m.console.reset()
 	cw := &consoleWriter{c: m.console}
 	inst, err := m.backend.Start(ctx, m.spec(cw))
@@ -437,11 +452,15 @@ func (m *Machine) connect(ctx context.Context) (*backdoor.Shell, backend.Instanc
 		return nil, nil, err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.inst != inst || m.closed {
+		m.mu.Unlock()
 		return nil, nil, fmt.Errorf("machine %s: stopped while connecting", m.name)
 	}
 	m.shell, m.connected = sh, true
+	m.mu.Unlock()
+	if m.warmSave != "" {
+		m.saveWarm(ctx, sh, m.coldStart)
+	}
 	return sh, inst, nil
 }
 

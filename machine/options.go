@@ -35,6 +35,8 @@ type config struct {
 	keepState      bool
 	nodeNumbers    *NodeNumbers
 	sameAddresses  bool
+	warmDir        string
+	warmReadOnly   bool
 }
 
 // WithStartScript sets the hypervisor start script (for QEMU, a nixpkgs

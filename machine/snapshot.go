@@ -31,6 +31,9 @@ type Snapshot struct {
 	// the machine is on a VLAN: every clone starts from exactly that
 	// state, so its identity is fixed up in one round trip.
 	ifs map[string]*guestIface
+	// warm marks a warm-start entry: the machine restored from it is the
+	// one it was taken of, with that machine's name and addresses.
+	warm bool
 }
 
 // Name returns the snapshot's name.
@@ -85,6 +88,23 @@ func (m *Machine) Snapshot(ctx context.Context, name string) (*Snapshot, error) 
 }
 
 func (m *Machine) snapshot(ctx context.Context, name string) (*Snapshot, error) {
+	dir := filepath.Join(m.stateDir, "snapshots", name)
+	if _, err := os.Stat(dir); err == nil {
+		return nil, fmt.Errorf("machine %s: a snapshot named %q exists already; choose another name", m.name, name)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("machine %s: %w", m.name, err)
+	}
+	s, err := m.snapshotTo(ctx, name, dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// snapshotTo saves the machine into the existing directory dir.
+func (m *Machine) snapshotTo(ctx context.Context, name, dir string) (*Snapshot, error) {
 	m.snapMu.Lock()
 	defer m.snapMu.Unlock()
 	sh, inst, err := m.connect(ctx)
@@ -102,20 +122,6 @@ func (m *Machine) snapshot(ctx context.Context, name string) (*Snapshot, error) 
 		}
 		links = m.ownMACs(links)
 	}
-	dir := filepath.Join(m.stateDir, "snapshots", name)
-	if _, err := os.Stat(dir); err == nil {
-		return nil, fmt.Errorf("machine %s: a snapshot named %q exists already; choose another name", m.name, name)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("machine %s: %w", m.name, err)
-	}
-	keep := false
-	defer func() {
-		if !keep {
-			os.RemoveAll(dir)
-		}
-	}()
-
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.commandTimeout)
 	defer cancel()
 	ifs, err := m.discoverInterfaces(cctx, sh, links)
@@ -138,7 +144,6 @@ func (m *Machine) snapshot(ctx context.Context, name string) (*Snapshot, error) 
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: snapshot %s: %w", m.name, name, err)
 	}
-	keep = true
 	s := &Snapshot{name: name, origin: m, snap: bs, links: links, mounts: mounts, ifs: ifs}
 	m.log.Info(m.name, fmt.Sprintf("%s saved: %.1f MiB, paused %s", name, float64(bs.Size)/(1<<20), bs.Paused.Round(time.Millisecond)))
 	return s, nil
@@ -343,13 +348,18 @@ func (m *Machine) nodeNumbers() *NodeNumbers {
 
 // restore starts the machine from snap and gives it its identity.
 func (m *Machine) restore(ctx context.Context, snap *Snapshot, peers []string) error {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	return m.restoreLocked(ctx, snap, peers)
+}
+
+// restoreLocked is restore with m.lifeMu held.
+func (m *Machine) restoreLocked(ctx context.Context, snap *Snapshot, peers []string) error {
 	r, ok := m.backend.(backend.Restorer)
 	if !ok {
 		return fmt.Errorf("machine %s: restoring snapshots: %w (%s)", m.name, backend.ErrUnsupported, m.backend.Name())
 	}
 	start := time.Now()
-	m.lifeMu.Lock()
-	defer m.lifeMu.Unlock()
 	m.mu.Lock()
 	if m.closed || m.inst != nil {
 		m.mu.Unlock()
@@ -397,7 +407,10 @@ func (m *Machine) restore(ctx context.Context, snap *Snapshot, peers []string) e
 func (m *Machine) giveIdentity(ctx context.Context, sh *backdoor.Shell, snap *Snapshot, peers []string) error {
 	id := identity{Hostname: m.name, Node: m.node, Now: time.Now(), Peers: peers, Mounts: snap.mounts}
 	links := snap.links
-	if m.cfg.sameAddresses {
+	switch {
+	case snap.warm:
+		links = nil
+	case m.cfg.sameAddresses:
 		id.Hostname, links = snap.origin.name, nil
 	}
 	script, err := identityScript(id, links, snap.ifs)

@@ -314,3 +314,44 @@ func exitCode(err error) int {
 	}
 	return -1
 }
+
+// warmFormat changes whenever the arguments driverArgs adds, or what a
+// snapshot holds, change in a way the rest of the warm key does not show.
+const warmFormat = "qemu-warm-1"
+
+var _ backend.WarmKeyer = (*Backend)(nil)
+
+// WarmKey names what of the QEMU backend decides a warm-started machine:
+// the QEMU binary (path, size, modification time, inode), the
+// accelerator and display choice, the reboot policy and the format of the
+// arguments the driver adds.
+func (b *Backend) WarmKey(spec backend.Spec) (string, error) {
+	bin, err := hosttools.Path(QEMUBinary)
+	if err != nil {
+		return "", ErrNoQEMU
+	}
+	id, err := fileIdentity(bin)
+	if err != nil {
+		return "", err
+	}
+	accel, _, err := b.AccelArgs()
+	if err != nil {
+		return "", err
+	}
+	args := driverArgs(argvOptions{StateDir: "/state", ShellFD: 3, AllowReboot: spec.AllowReboot, Display: hasDisplay(os.Getenv), Accel: accel})
+	return fmt.Sprintf("%s\nqemu %s\nargs %q\n", warmFormat, id, args), nil
+}
+
+// fileIdentity describes a file by path, size, modification time and
+// inode: any replacement or change shows.
+func fileIdentity(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	ino := uint64(0)
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	return fmt.Sprintf("%s size=%d mtime=%d ino=%d", path, fi.Size(), fi.ModTime().UnixNano(), ino), nil
+}

@@ -35,6 +35,8 @@ type runFlags struct {
 	logFormat     report.Format
 	debugHook     string
 	forkSubtests  bool
+	warm          bool
+	warmFrom      string
 	jobs          int // 0: not given
 	positional    []string
 }
@@ -67,6 +69,8 @@ func newRunFlagSet(name string, f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.TextVar(&f.logLevel, "log-level", f.logLevel, "debug, info, warning or error (env logLevel)")
 	fs.TextVar(&f.logFormat, "log-format", report.FormatText, "text, or json for one JSON object per line")
 	fs.StringVar(&f.debugHook, "debug-hook-attach", "", "accepted for compatibility; breakpoints are not supported")
+	fs.BoolVar(&f.warm, "warm", os.Getenv("VMDRIVER_WARM") == "1", "start machines from post-boot snapshots of earlier runs (boot cold and save one when there is none); env VMDRIVER_WARM=1")
+	fs.StringVar(&f.warmFrom, "warm-from", "", "start machines warm from the entries in `DIR` (made by an earlier --warm run's cache or shared by CI), never writing there")
 	fs.BoolVar(&f.forkSubtests, "fork-subtests", false, "boot once, run the script's set-up (everything before the first top-level subtest), then each top-level subtest on its own clones of the machines, in parallel")
 	jobs := func(s string) error {
 		n, err := strconv.Atoi(s)
@@ -152,6 +156,15 @@ func (f *runFlags) driverConfig() (driver.Config, error) {
 	}
 	if f.keepState {
 		c.KeepState = true
+	}
+	if f.warm {
+		c.Warm = true
+	}
+	if f.warmFrom != "" {
+		if st, err := os.Stat(f.warmFrom); err != nil || !st.IsDir() {
+			return c, usageError{fmt.Sprintf("--warm-from: %q is not a directory of warm entries", f.warmFrom)}
+		}
+		c.Warm, c.WarmDir, c.WarmReadOnly = true, f.warmFrom, true
 	}
 	if f.outputDir != "" {
 		c.OutputDir = f.outputDir

@@ -101,6 +101,14 @@ commands:
   -K/--keep-machine-state, -I/--interactive, -o/--output_directory DIR,
   --junit-xml FILE, --log-level LEVEL, --log-format text|json
 
+  --warm (env VMDRIVER_WARM=1; "warm": true in the config)
+        start each machine from a post-boot snapshot saved by an earlier
+        run of the same machine (same start script, files it names,
+        environment, QEMU) instead of booting it; without one, boot cold
+        and save one once the guest settled. Entries live in the image
+        cache's warm/ directory (image list/prune). --warm-from DIR uses
+        DIR's entries without writing there
+
   --fork-subtests [-j/--jobs N]
         run the script as a suite: boot the machines once, run its set-up
         (every statement before the first top-level "with subtest(...):"),
