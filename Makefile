@@ -33,9 +33,10 @@ image-systemd: deps build
 	$(BIN) image build -v --kind systemd --out $(IMAGES)/systemd systemd
 
 # Runs an example NixOS-style test script against the minimal guest (the
-# only one it needs, so a first demo does not wait for debootstrap).
+# only one it needs, so a first demo does not wait for debootstrap). The
+# first run boots cold and saves a warm entry; later runs start warm.
 demo: image-minimal
-	$(BIN) eval-file examples/scripts/minimal.py --start-scripts $(IMAGES)/minimal/run-minimal-vm
+	$(BIN) eval-file examples/scripts/minimal.py --warm --start-scripts $(IMAGES)/minimal/run-minimal-vm
 
 vet:
 	$(GO) vet ./...

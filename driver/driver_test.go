@@ -62,6 +62,12 @@ func TestLoadConfig(t *testing.T) {
 	if c.GlobalTimeout != 2*time.Minute || c.TestScript != "/s/script" || len(c.VLANs) != 2 {
 		t.Errorf("config = %+v", c)
 	}
+	if c.Warm {
+		t.Error("warm without \"warm\": true")
+	}
+	if c, err := LoadConfig(write(`{"vms": {}, "warm": true}`)); err != nil || !c.Warm {
+		t.Errorf(`"warm": true gave Warm=%v, %v`, c.Warm, err)
+	}
 
 	for _, tt := range []struct{ name, body, want string }{
 		{"syntax", "{\n  \"vms\": {,\n}", "line 2, column"},
