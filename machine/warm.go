@@ -144,7 +144,14 @@ func (m *Machine) warmKey() (string, error) {
 	return hex.EncodeToString(sum[:16]), nil
 }
 
+// fileIdentity describes a file so that any change shows. A Nix store
+// path is immutable and names its contents, so the path alone is its
+// identity, the same on every machine (an entry made by a Nix build is
+// then usable wherever the same store paths exist).
 func fileIdentity(p string, fi os.FileInfo) string {
+	if strings.HasPrefix(p, "/nix/store/") {
+		return p
+	}
 	ino := uint64(0)
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		ino = st.Ino
@@ -194,7 +201,9 @@ func (m *Machine) startWarm(ctx context.Context) backend.Instance {
 		return nil
 	}
 	m.console.replay(meta.Console)
-	touch(filepath.Join(entry, warmStamp))
+	if !m.cfg.warmReadOnly {
+		touch(filepath.Join(entry, warmStamp))
+	}
 	m.log.Info(m.name, fmt.Sprintf("started warm in %.2f seconds (its cold boot took %.2f s)", time.Since(start).Seconds(), meta.BootSeconds))
 	inst, _ := m.current()
 	return inst

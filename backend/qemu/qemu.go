@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -330,9 +331,11 @@ func (b *Backend) WarmKey(spec backend.Spec) (string, error) {
 	if err != nil {
 		return "", ErrNoQEMU
 	}
-	id, err := fileIdentity(bin)
-	if err != nil {
-		return "", err
+	id := bin // a Nix store path names its contents
+	if !strings.HasPrefix(bin, "/nix/store/") {
+		if id, err = fileIdentity(bin); err != nil {
+			return "", err
+		}
 	}
 	accel, _, err := b.AccelArgs()
 	if err != nil {

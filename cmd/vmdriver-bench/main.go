@@ -33,7 +33,7 @@ func main() {
 	n := flag.Int("n", 5, "boots per side for the spawn-to-shell comparison")
 	cmds := flag.Int("cmds", 30, "commands per side for the round-trip comparison")
 	bin := flag.String("vmdriver", "build/vmdriver", "the vmdriver binary, for the start-up measurement")
-	only := flag.String("only", "", "comma-separated sections to run (script,spawn,roundtrip,throughput,network,fork,warm,memory); default all")
+	only := flag.String("only", "", "comma-separated sections to run (script,spawn,roundtrip,throughput,network,fork,warm,suite,memory); default all")
 	flag.Parse()
 	if *images == "" {
 		fmt.Fprintln(os.Stderr, "vmdriver-bench: set -images or VMDRIVER_IMAGES (run `make images`)")
@@ -145,6 +145,13 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 		fmt.Fprintln(w)
 		if err := b.warmStarts(ctx, w); err != nil {
 			return fmt.Errorf("warm: %w", err)
+		}
+	}
+	if b.want("suite") {
+		fmt.Fprintln(w, "\n## A ten-subtest suite: cold, warm, warm and forked")
+		fmt.Fprintln(w)
+		if err := b.suite(ctx, w); err != nil {
+			return fmt.Errorf("suite: %w", err)
 		}
 	}
 	if b.want("memory") {

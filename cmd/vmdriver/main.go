@@ -59,6 +59,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runTest(ctx, cmdEval, args[0], args[1:], stdin, stdout, stderr)
 	case "check":
 		return runTest(ctx, cmdCheck, args[0], args[1:], stdin, stdout, stderr)
+	case "snapshot":
+		return runSnapshot(ctx, args[1:], stdin, stdout, stderr)
 	case "deps":
 		err = runDeps(args[1:], stdout)
 	case "version", "--version", "-version":
@@ -140,6 +142,12 @@ commands:
         least recently used ones until the cache fits --max-size (without
         either: the cap every build applies, 4G or $VMDRIVER_CACHE_CAP);
         entries used in the last 10 minutes stay unless --all
+  snapshot --out DIR [FLAGS]
+        boot the configured machines (same flags as eval-file), let them
+        settle and write each one's warm entry into DIR, printing the
+        entries' paths; a run with --warm-from DIR then starts them warm.
+        For CI caches and build systems (a Nix derivation's output), where
+        the per-user cache is out of reach
   deps  list the host tools vmdriver runs, their Debian packages and
         where each was found; exit 1 if one is missing (make deps installs
         them)

@@ -36,6 +36,12 @@ const (
 // runTest implements eval-file (run), eval, check and the
 // nixos-test-driver command line.
 func runTest(ctx context.Context, kind testCmd, name string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runTestWith(ctx, kind, name, args, nil, stdin, stdout, stderr)
+}
+
+// runTestWith is runTest with adjust applied to the driver configuration
+// the flags made.
+func runTestWith(ctx context.Context, kind testCmd, name string, args []string, adjust func(*driver.Config), stdin io.Reader, stdout, stderr io.Writer) int {
 	var f runFlags
 	fs := newRunFlagSet(name, &f, stderr)
 	if err := parseInterspersed(fs, args, &f); err != nil {
@@ -64,6 +70,9 @@ func runTest(ctx context.Context, kind testCmd, name string, args []string, stdi
 	cfg, err := f.driverConfig()
 	if err != nil {
 		return fail(exitUsage, "%v", err)
+	}
+	if adjust != nil {
+		adjust(&cfg)
 	}
 
 	// The script, read and checked before any machine starts.
