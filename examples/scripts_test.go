@@ -16,7 +16,8 @@ import (
 	"github.com/vmdriver/vmdriver/script"
 )
 
-// TestScripts runs every scripts/NAME.py against the guest kind NAME.
+// TestScripts runs every scripts/KIND.py and scripts/KIND_WHAT.py against
+// the guest kind KIND (a machine named KIND).
 func TestScripts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots VMs")
@@ -26,8 +27,9 @@ func TestScripts(t *testing.T) {
 		t.Fatalf("no example scripts: %v", err)
 	}
 	for _, f := range files {
-		kind := strings.TrimSuffix(filepath.Base(f), ".py")
-		t.Run(kind, func(t *testing.T) {
+		name := strings.TrimSuffix(filepath.Base(f), ".py")
+		kind, _, _ := strings.Cut(name, "_")
+		t.Run(name, func(t *testing.T) {
 			testenv.NeedQEMU(t)
 			start := testenv.StartScript(t, kind)
 			src, err := os.ReadFile(f)

@@ -15,12 +15,14 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/cachedir"
 )
 
 // lastUsedFile is the stamp file in an image directory whose mtime says
 // when the image was last used: Build touches it on every cache hit and
 // build, and the start scripts touch it on every boot.
-const lastUsedFile = "last-used"
+const lastUsedFile = cachedir.Stamp
 
 // RecentUse is how long after its last use a cache entry is safe from
 // Prune (unless PruneOptions.All): a running test may still be starting
@@ -183,18 +185,7 @@ func diskUsage(path string) int64 {
 }
 
 // touch sets the mtime of path to now, creating it (empty) if missing.
-func touch(path string) error {
-	now := time.Now()
-	err := os.Chtimes(path, now, now)
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	return f.Close()
-}
+var touch = cachedir.Touch
 
 // PruneOptions says which cache entries Prune removes. An entry goes if
 // it is older than OlderThan, or while the cache is over MaxSize, least
@@ -274,7 +265,7 @@ var removeTrash = removeTree
 // step) and deletes that. Unless force, an entry used since it was listed
 // (its stamp became recent) is renamed back and gone is false.
 func removeEntry(path string, force bool) (gone bool, err error) {
-	trash := filepath.Join(filepath.Dir(path), fmt.Sprintf(".trash-%s-%x", filepath.Base(path), rand.Uint64()))
+	trash := filepath.Join(filepath.Dir(path), fmt.Sprintf(cachedir.TrashPrefix+"%s-%x", filepath.Base(path), rand.Uint64()))
 	if err := os.Rename(path, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil // another prune was first
@@ -302,7 +293,7 @@ func sweepTrash(dir string) {
 		dirs = append(dirs, filepath.Join(dir, s.name))
 	}
 	for _, d := range dirs {
-		trash, _ := filepath.Glob(filepath.Join(globEscape(d), ".trash-*"))
+		trash, _ := filepath.Glob(filepath.Join(globEscape(d), cachedir.TrashPrefix+"*"))
 		for _, t := range trash {
 			_ = removeTrash(t)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/cachedir"
 )
 
 // Warm starts.
@@ -40,9 +41,8 @@ const warmFormat = "vmdriver-warm-1"
 // snapshot files sit beside it).
 const warmMetaFile = "machine.json"
 
-// warmStamp is the entry's last-use stamp (see images.Prune, which
-// shares the cache directory's conventions).
-const warmStamp = "last-used"
+// warmStamp is the entry's last-use stamp, as everywhere in the cache.
+const warmStamp = cachedir.Stamp
 
 // settleCommand waits, on a guest with systemd, for the boot to finish
 // (running or degraded) before a warm entry is saved; other guests are
@@ -202,7 +202,7 @@ func (m *Machine) startWarm(ctx context.Context) backend.Instance {
 	}
 	m.console.replay(meta.Console)
 	if !m.cfg.warmReadOnly {
-		touch(filepath.Join(entry, warmStamp))
+		cachedir.Touch(filepath.Join(entry, warmStamp))
 	}
 	m.log.Info(m.name, fmt.Sprintf("started warm in %.2f seconds (its cold boot took %.2f s)", time.Since(start).Seconds(), meta.BootSeconds))
 	inst, _ := m.current()
@@ -278,7 +278,9 @@ func (m *Machine) saveWarmEntry(ctx context.Context, sh *backdoor.Shell, key str
 	if err := writeSynced(filepath.Join(tmp, warmMetaFile), data); err != nil {
 		return err
 	}
-	touch(filepath.Join(tmp, warmStamp))
+	if err := cachedir.Touch(filepath.Join(tmp, warmStamp)); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, entry); err != nil {
 		return err
 	}
@@ -306,7 +308,7 @@ func readWarmMeta(entry, key string) (*warmMeta, error) {
 // removeEntry removes a cache entry, first renaming it aside so no
 // reader sees half of it.
 func removeEntry(entry string) error {
-	trash := filepath.Join(filepath.Dir(entry), fmt.Sprintf(".trash-%s-%d", filepath.Base(entry), time.Now().UnixNano()))
+	trash := filepath.Join(filepath.Dir(entry), fmt.Sprintf(cachedir.TrashPrefix+"%s-%d", filepath.Base(entry), time.Now().UnixNano()))
 	if err := os.Rename(entry, trash); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
@@ -346,15 +348,6 @@ func writeSynced(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-func touch(path string) {
-	now := time.Now()
-	if err := os.Chtimes(path, now, now); errors.Is(err, os.ErrNotExist) {
-		if f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
-			f.Close()
-		}
-	}
 }
 
 func dirSize(dir string) int64 {

@@ -15,7 +15,7 @@ import (
 const suiteRounds = 3
 
 // suiteFile is the ten-subtest NixOS-style suite on the systemd guest.
-const suiteFile = "examples/suite/suite.py"
+const suiteFile = "examples/scripts/systemd_suite.py"
 
 // suite times the whole `vmdriver eval-file` of the ten-subtest suite on
 // the systemd guest in three modes: a cold boot, a warm start, and a warm

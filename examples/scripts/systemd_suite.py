@@ -3,7 +3,8 @@
 # the journal, a timer, a failing unit, exit codes, a large output and many
 # small commands. Every subtest stands alone, so the suite also runs with
 # --fork-subtests (each subtest on its own clone of the booted machine).
-# The benchmark times it cold, --warm, and --warm --fork-subtests.
+# The benchmark times it cold, --warm, and --warm --fork-subtests;
+# examples/scripts_test.go runs it in every `make test`.
 start_all()
 systemd.wait_for_unit("multi-user.target")
 
