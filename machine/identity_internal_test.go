@@ -52,7 +52,7 @@ func TestParseInterfaces(t *testing.T) {
 	}
 	for _, want := range []string{
 		"date -s @1790000000.000000005",
-		"hostname a-1\n",
+		"echo a-1 > /proc/sys/kernel/hostname\n",
 		"ip link set dev eth1 address 52:54:00:12:01:09\n",
 		"ip addr del 192.168.1.1/24 dev eth1\nip addr add 192.168.1.9/24 dev eth1\n",
 		"ip addr add fe80::5054:ff:fe12:109/64 dev eth1\n",

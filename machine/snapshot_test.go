@@ -48,7 +48,7 @@ func TestFork(t *testing.T) {
 		name := fmt.Sprintf("m1-%d", k+1)
 		// Everything a clone needs, in one round trip: its guest got one
 		// command before the test's own.
-		if g := e.b.Guest(name); g == nil || len(g.Commands()) != 1 || !strings.Contains(g.Commands()[0], "\nhostname "+name+"\n") {
+		if g := e.b.Guest(name); g == nil || len(g.Commands()) != 1 || !strings.Contains(g.Commands()[0], "echo "+name+" > /proc/sys/kernel/hostname\n") {
 			var cmds []string
 			if g != nil {
 				cmds = g.Commands()

@@ -125,8 +125,16 @@ func (g *Guest) parentExistsLocked(p string) bool {
 }
 
 // writeFileLocked writes (or appends to) a regular file.
+// procHostname is the kernel's host name as a file.
+const procHostname = "/proc/sys/kernel/hostname"
+
 func (g *Guest) writeFileLocked(p string, data []byte, appendTo bool, mode fs.FileMode) error {
 	p = cleanPath(p)
+	if p == procHostname {
+		// The kernel's host name, as sethostname sees a write there.
+		g.hostname = strings.TrimSuffix(string(data), "\n")
+		return nil
+	}
 	if !g.parentExistsLocked(p) {
 		return fmt.Errorf("%s: No such file or directory", p)
 	}

@@ -34,7 +34,7 @@ type ControlCall struct {
 // rm -rf, sync, systemctl (see Systemd), su -l USER --shell /bin/sh -c
 // CMD, nc -z ADDR PORT, nc -z -U|-uU PATH, poweroff [-f], halt, reboot,
 // date [+FORMAT] and date -s @SECS[.FRAC] (the guest clock), hostname
-// [NAME], ip -o link|addr, ip link set dev X address MAC, ip addr
+// [NAME] (also written as /proc/sys/kernel/hostname), ip -o link|addr, ip link set dev X address MAC, ip addr
 // add|del|flush, ip neigh flush (ident.go), the base64 upload pipeline
 // `printf %s B64 | base64 -d >|>> PATH`, and `fold ... /dev/vcsN` (TTY
 // text, Guest.SetTTY). Anything else exits 127 with "command not found"
