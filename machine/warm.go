@@ -122,7 +122,11 @@ func (m *Machine) warmKey() (string, error) {
 			}
 			seen[p] = true
 			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-				fmt.Fprintf(&sb, "file %s\n", fileIdentity(p, fi))
+				id, err := cachedir.FileIdentity(p)
+				if err != nil {
+					return "", err
+				}
+				fmt.Fprintf(&sb, "file %s\n", id)
 			}
 		}
 	}
@@ -142,21 +146,6 @@ func (m *Machine) warmKey() (string, error) {
 	}
 	sum := sha256.Sum256([]byte(sb.String()))
 	return hex.EncodeToString(sum[:16]), nil
-}
-
-// fileIdentity describes a file so that any change shows. A Nix store
-// path is immutable and names its contents, so the path alone is its
-// identity, the same on every machine (an entry made by a Nix build is
-// then usable wherever the same store paths exist).
-func fileIdentity(p string, fi os.FileInfo) string {
-	if strings.HasPrefix(p, "/nix/store/") {
-		return p
-	}
-	ino := uint64(0)
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
-	}
-	return fmt.Sprintf("%s size=%d mtime=%d ino=%d", p, fi.Size(), fi.ModTime().UnixNano(), ino)
 }
 
 // startWarm tries the machine's warm entry on its first start; m.lifeMu

@@ -25,12 +25,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/cachedir"
 	"github.com/vmdriver/vmdriver/internal/hosttools"
 )
 
@@ -331,11 +331,9 @@ func (b *Backend) WarmKey(spec backend.Spec) (string, error) {
 	if err != nil {
 		return "", ErrNoQEMU
 	}
-	id := bin // a Nix store path names its contents
-	if !strings.HasPrefix(bin, "/nix/store/") {
-		if id, err = fileIdentity(bin); err != nil {
-			return "", err
-		}
+	id, err := cachedir.FileIdentity(bin)
+	if err != nil {
+		return "", err
 	}
 	accel, _, err := b.AccelArgs()
 	if err != nil {
@@ -343,18 +341,4 @@ func (b *Backend) WarmKey(spec backend.Spec) (string, error) {
 	}
 	args := driverArgs(argvOptions{StateDir: "/state", ShellFD: 3, AllowReboot: spec.AllowReboot, Display: hasDisplay(os.Getenv), Accel: accel})
 	return fmt.Sprintf("%s\nqemu %s\nargs %q\n", warmFormat, id, args), nil
-}
-
-// fileIdentity describes a file by path, size, modification time and
-// inode: any replacement or change shows.
-func fileIdentity(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	ino := uint64(0)
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
-	}
-	return fmt.Sprintf("%s size=%d mtime=%d ino=%d", path, fi.Size(), fi.ModTime().UnixNano(), ino), nil
 }

@@ -8,8 +8,11 @@ package cachedir
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -33,4 +36,24 @@ func Touch(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// FileIdentity describes the file at path for a cache key, so that any
+// change to it shows: its path, size, modification time and inode. A Nix
+// store path is immutable and names its contents, so there the path
+// alone is the identity, the same on every machine (a key made in a Nix
+// build then holds wherever the same store paths exist).
+func FileIdentity(path string) (string, error) {
+	if strings.HasPrefix(path, "/nix/store/") {
+		return path, nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	ino := uint64(0)
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	return fmt.Sprintf("%s size=%d mtime=%d ino=%d", path, fi.Size(), fi.ModTime().UnixNano(), ino), nil
 }
