@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/vmdriver/vmdriver/internal/cachedir"
@@ -153,36 +152,8 @@ func lastUsed(path string, fi fs.FileInfo) time.Time {
 	return fi.ModTime()
 }
 
-// diskUsage returns the bytes allocated to path and everything below it,
-// counting hard-linked files once. What it cannot read counts nothing.
-func diskUsage(path string) int64 {
-	var total int64
-	seen := map[[2]uint64]bool{}
-	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			total += fi.Size()
-			return nil
-		}
-		if st.Nlink > 1 && !fi.IsDir() {
-			k := [2]uint64{st.Dev, st.Ino}
-			if seen[k] {
-				return nil
-			}
-			seen[k] = true
-		}
-		total += st.Blocks * 512
-		return nil
-	})
-	return total
-}
+// diskUsage returns the bytes allocated to path and everything below it.
+var diskUsage = cachedir.DiskUsage
 
 // touch sets the mtime of path to now, creating it (empty) if missing.
 var touch = cachedir.Touch

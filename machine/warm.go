@@ -273,7 +273,7 @@ func (m *Machine) saveWarmEntry(ctx context.Context, sh *backdoor.Shell, key str
 	if err := os.Rename(tmp, entry); err != nil {
 		return err
 	}
-	m.log.Info(m.name, fmt.Sprintf("saved a warm entry (%.1f MiB): the next run starts warm", float64(dirSize(entry))/(1<<20)))
+	m.log.Info(m.name, fmt.Sprintf("saved a warm entry (%.1f MiB): the next run starts warm", float64(cachedir.DiskUsage(entry))/(1<<20)))
 	return nil
 }
 
@@ -337,19 +337,6 @@ func writeSynced(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-func dirSize(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 // oneLine is err's message on one line.

@@ -55,6 +55,8 @@ type launchConfig struct {
 	// restored says the guest shell is already running (a snapshot is
 	// being restored), so no banner will come.
 	restored bool
+	// ram is how QEMU gets the guest's RAM (ram.go).
+	ram ramPlan
 }
 
 // Instance is one running QEMU process and its guest. Besides
@@ -96,6 +98,16 @@ type Instance struct {
 	closeErr  error
 
 	snapMu sync.Mutex // one snapshot at a time
+
+	// ramLive is the shared file holding the guest's RAM (nil for
+	// anonymous or privately mapped RAM); ramMiB its size, 0 when QEMU
+	// has its default RAM (ram.go).
+	ramLive *os.File
+	ramMiB  int64
+	// ignoreShared records that the x-ignore-shared migration capability
+	// is on in this QEMU (set for a shared-RAM save or a restore from a
+	// RAM file; it stays on, and a stream records it).
+	ignoreShared bool
 }
 
 var (
@@ -157,6 +169,9 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 	// ExtraFiles[0] is fd 3 (shellChildFD) in the script; it execs QEMU,
 	// which keeps it.
 	cmd.ExtraFiles = []*os.File{pair.theirs}
+	if c.ram.live != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, c.ram.live) // fd 4: ramChildFD
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Its own process group, so teardown reaches every process the
 		// script started; Pdeathsig so QEMU dies with the driver even
@@ -197,6 +212,8 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 		exited:     make(chan struct{}),
 		done:       make(chan struct{}),
 		consoleSem: make(chan struct{}, 1),
+		ramLive:    c.ram.live,
+		ramMiB:     c.ram.mib,
 	}
 	// The backdoor reads the channel from now on, so QEMU never finds it
 	// full while anyone waits for the guest.
@@ -640,6 +657,9 @@ func (i *Instance) Close() error {
 		}
 		if !i.waitDone(reapGrace) {
 			i.closeErr = fmt.Errorf("machine %q: QEMU (pid %d) was not reaped %s after SIGKILL", i.name, i.pid, reapGrace)
+		}
+		if i.ramLive != nil {
+			i.ramLive.Close() // the last reference: the guest RAM is freed
 		}
 	})
 	return i.closeErr

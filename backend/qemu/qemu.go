@@ -156,6 +156,27 @@ func (b *Backend) Scale(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * b.scale)
 }
 
+// bootRAM plans the RAM of a machine that boots: a shared file when the
+// start script's memory size can be read, so snapshots need not stream it.
+func (b *Backend) bootRAM(spec backend.Spec) ramPlan {
+	env := append([]string{"QEMU_OPTS=" + os.Getenv("QEMU_OPTS")}, spec.Env...)
+	mib, why := scriptMemoryMiB(spec.StartScript, env)
+	if mib == 0 {
+		if spec.Logf != nil {
+			spec.Logf("qemu: guest RAM is anonymous, so snapshots carry it in their stream: %s", why)
+		}
+		return ramPlan{}
+	}
+	f, err := liveRAM(mib)
+	if err != nil {
+		if spec.Logf != nil {
+			spec.Logf("qemu: guest RAM is anonymous, so snapshots carry it in their stream: %v", err)
+		}
+		return ramPlan{}
+	}
+	return ramPlan{mib: mib, live: f}
+}
+
 // AccelArgs returns the QEMU arguments this backend appends to a start
 // script's command line to choose the accelerator: nothing where the
 // script's own accel=kvm:tcg is right, `-machine accel=tcg` where /dev/kvm
@@ -184,7 +205,7 @@ func (b *Backend) decide() (accelChoice, error) {
 // ctx bounds only the start itself. On error nothing it started is left
 // running.
 func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instance, error) {
-	inst, err := b.start(ctx, spec, false)
+	inst, err := b.start(ctx, spec, false, b.bootRAM(spec))
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +216,12 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 // it.
 // With restoring, QEMU waits for a migration stream (-incoming defer) and
 // the guest shell is taken as already running (no banner will come).
-func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool) (*Instance, error) {
+func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool, ram ramPlan) (inst *Instance, err error) {
+	defer func() {
+		if err != nil && ram.live != nil {
+			ram.live.Close()
+		}
+	}()
 	if b.configErr != nil {
 		return nil, b.configErr
 	}
@@ -229,7 +255,7 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool) 
 		AllowReboot: spec.AllowReboot,
 		Display:     hasDisplay(os.Getenv),
 		Accel:       choice.Args,
-		Extra:       b.extra,
+		Extra:       append(ram.args(), b.extra...),
 		Incoming:    restoring,
 	})
 	return launch(ctx, launchConfig{
@@ -242,6 +268,7 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool) 
 		logf:       logf,
 		qmpTimeout: b.Scale(30 * time.Second),
 		restored:   restoring,
+		ram:        ram,
 		logShellBuf: func(msg string) {
 			b.bufLogOnce.Do(func() { backendLogf("qemu: %s", msg) })
 		},

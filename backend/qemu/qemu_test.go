@@ -343,7 +343,8 @@ exec qemu-system-x86_64 -machine pc,accel=tcg -m 64 -nodefaults "$@"
 		"arg=unix:" + dir + "/qmp,server=on,wait=off\n",
 		"arg=socket,id=shell,fd=3\n",
 		"arg=-no-reboot\n",
-		"arg=accel=tcg\narg=-name\narg=envtest\n",
+		// The script says -m 64: the guest RAM is a shared file on fd 4.
+		"arg=accel=tcg\narg=-object\narg=memory-backend-file,id=vmdriver-ram,size=64M,mem-path=/proc/self/fd/4,share=on\narg=-machine\narg=memory-backend=vmdriver-ram\narg=-name\narg=envtest\n",
 	} {
 		if !strings.Contains(got, w) {
 			t.Errorf("start script record lacks %q:\n%s", w, got)

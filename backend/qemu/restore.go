@@ -63,8 +63,23 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 		}
 	}
 
+	ram := ramPlan{mib: m.RAMMiB}
+	if m.RAMMiB > 0 {
+		// QEMU would refuse a memory backend of another size than -m with
+		// a less helpful message than the hardware check's.
+		env := append([]string{"QEMU_OPTS=" + os.Getenv("QEMU_OPTS")}, spec.Env...)
+		if mib, _ := scriptMemoryMiB(spec.StartScript, env); mib > 0 && mib != m.RAMMiB {
+			return nil, fmt.Errorf("machine %q: %w: snapshot %s was taken from machine %q but this machine has memory %d MiB, the snapshot has %d MiB; restore it with the start script it was taken with",
+				spec.Name, backend.ErrSnapshotMismatch, snap.Dir, m.Machine, mib, m.RAMMiB)
+		}
+	}
+	if m.RAMFile != "" {
+		if ram.frozen, err = frozenRAM(ctx, snap.Dir, stateDir); err != nil {
+			return nil, fmt.Errorf("machine %q: the snapshot's guest RAM: %w", spec.Name, err)
+		}
+	}
 	began := time.Now()
-	inst, err := b.start(ctx, spec, true)
+	inst, err := b.start(ctx, spec, true, ram)
 	if err != nil {
 		return nil, wrapLockError(err, m)
 	}
@@ -118,6 +133,13 @@ func (i *Instance) loadSnapshot(ctx context.Context, dir string, m manifest) err
 		i.logf("qemu: this machine has PCI devices the snapshot lacks (%s); the restored guest will not see them", strings.Join(extra, ", "))
 	}
 
+	if m.IgnoreShared || m.RAMFile != "" {
+		// The stream was saved so (it lacks the RAM when a RAM file
+		// holds it): this QEMU loads it likewise.
+		if err := i.setIgnoreShared(ctx); err != nil {
+			return err
+		}
+	}
 	statePath := filepath.Join(dir, m.State)
 	var (
 		feed *os.File // what QEMU reads the stream from

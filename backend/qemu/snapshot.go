@@ -59,6 +59,14 @@ type manifest struct {
 	// StateDir is the original machine's state directory, so a disk that
 	// lived there is recreated at the same place in a clone's.
 	StateDir string `json:"state_dir"`
+	// RAMMiB is the size of the driver's memory backend (ram.go), 0 when
+	// the machine had QEMU's default RAM; RAMFile, when set, names the
+	// frozen RAM in the snapshot directory, which the stream then lacks.
+	RAMMiB  int64  `json:"ram_mib,omitempty"`
+	RAMFile string `json:"ram_file,omitempty"`
+	// IgnoreShared says the stream was saved with the x-ignore-shared
+	// capability on, which the loading QEMU must match.
+	IgnoreShared bool `json:"ignore_shared,omitempty"`
 }
 
 // hardware is what QEMU needs to be identical for a migration stream to
@@ -163,6 +171,12 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 	if err != nil {
 		return nil, err
 	}
+	if i.ramLive != nil {
+		// The RAM is copied from its file below, not streamed.
+		if err := i.setIgnoreShared(ctx); err != nil {
+			return nil, err
+		}
+	}
 	statePath, compressed, err := i.saveState(ctx, dir)
 	if err != nil {
 		return nil, err
@@ -180,6 +194,17 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 		os.Remove(statePath)
 		return nil, fmt.Errorf("machine %q: snapshot state: %w", i.name, err)
 	}
+	var savedRAM string
+	if i.ramLive != nil {
+		if err := copySparse(ctx, i.ramLive, filepath.Join(dir, ramFile)); err != nil {
+			os.Remove(statePath)
+			for _, d := range disks {
+				os.Remove(d.Frozen)
+			}
+			return nil, fmt.Errorf("machine %q: freezing the guest RAM: %w", i.name, err)
+		}
+		savedRAM = ramFile
+	}
 	paused := time.Since(start)
 	if !opts.KeepPaused {
 		if err := resume(); err != nil {
@@ -196,18 +221,21 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 	}
 	i.mu.Unlock()
 	m := manifest{
-		Version:    manifestVersion,
-		Backend:    "qemu",
-		Machine:    i.name,
-		Taken:      start,
-		State:      filepath.Base(statePath),
-		Compressed: compressed,
-		Size:       fi.Size(),
-		Paused:     paused.String(),
-		QEMU:       ver,
-		Hardware:   hw,
-		Disks:      relativeFrozen(disks),
-		StateDir:   i.stateDir,
+		Version:      manifestVersion,
+		Backend:      "qemu",
+		Machine:      i.name,
+		Taken:        start,
+		State:        filepath.Base(statePath),
+		Compressed:   compressed,
+		Size:         fi.Size(),
+		Paused:       paused.String(),
+		QEMU:         ver,
+		Hardware:     hw,
+		Disks:        relativeFrozen(disks),
+		StateDir:     i.stateDir,
+		RAMMiB:       i.ramMiB,
+		RAMFile:      savedRAM,
+		IgnoreShared: i.ignoreShared,
 	}
 	if err := writeManifest(dir, m); err != nil {
 		os.Remove(statePath)
@@ -222,6 +250,20 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 		Compressed: compressed,
 		Paused:     paused,
 	}, nil
+}
+
+// setIgnoreShared turns on the x-ignore-shared migration capability: RAM
+// in a shared file is not streamed (the snapshot keeps the file).
+func (i *Instance) setIgnoreShared(ctx context.Context) error {
+	if i.ignoreShared {
+		return nil
+	}
+	caps := []map[string]any{{"capability": "x-ignore-shared", "state": true}}
+	if err := i.execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
+		return fmt.Errorf("machine %q: %w", i.name, err)
+	}
+	i.ignoreShared = true
+	return nil
 }
 
 // hardware asks QEMU for what a restore must match.
@@ -580,6 +622,13 @@ func readManifest(snap *backend.Snapshot) (manifest, error) {
 	if fi.Size() != m.Size {
 		return m, fmt.Errorf("%w: %s: the saved state %s has %d bytes, the manifest says %d (truncated or replaced; take the snapshot again)",
 			backend.ErrSnapshotMismatch, snap.Dir, m.State, fi.Size(), m.Size)
+	}
+	if m.RAMFile != "" {
+		fi, err := os.Stat(filepath.Join(snap.Dir, m.RAMFile))
+		if err != nil || fi.Size() != m.RAMMiB<<20 {
+			return m, fmt.Errorf("%w: %s: the frozen guest RAM %s is missing or not %d MiB (%v); take the snapshot again",
+				backend.ErrSnapshotMismatch, snap.Dir, m.RAMFile, m.RAMMiB, err)
+		}
 	}
 	for k, d := range m.Disks {
 		if !filepath.IsAbs(d.Frozen) {

@@ -128,6 +128,16 @@ func TestRestoreBadSnapshots(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(d, m.State), state, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		if m.RAMFile != "" {
+			ram, err := os.Open(filepath.Join(dir, m.RAMFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ram.Close()
+			if err := copySparse(context.Background(), ram, filepath.Join(d, m.RAMFile)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if err := writeManifest(d, m); err != nil {
 			t.Fatal(err)
 		}

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend/qemu"
+	"github.com/vmdriver/vmdriver/internal/cachedir"
 	"github.com/vmdriver/vmdriver/machine"
 )
 
@@ -55,7 +55,7 @@ func (b *bench) warmStarts(ctx context.Context, w io.Writer) error {
 			phases = append(phases, line)
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %.1fx | %.1f MiB | %s |\n", g.name, stats(cold), stats(warm),
-			float64(median(cold))/float64(median(warm)), float64(dirBytes(dir))/(1<<20), phases[len(phases)/2])
+			float64(median(cold))/float64(median(warm)), float64(cachedir.DiskUsage(dir))/(1<<20), phases[len(phases)/2])
 	}
 	return nil
 }
@@ -105,15 +105,4 @@ func (l *phaseLog) restored() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.line
-}
-
-func dirBytes(dir string) int64 {
-	var n int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
-		}
-		return nil
-	})
-	return n
 }

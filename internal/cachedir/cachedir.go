@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -56,4 +57,35 @@ func FileIdentity(path string) (string, error) {
 		ino = st.Ino
 	}
 	return fmt.Sprintf("%s size=%d mtime=%d ino=%d", path, fi.Size(), fi.ModTime().UnixNano(), ino), nil
+}
+
+// DiskUsage returns the bytes allocated to path and everything below it,
+// counting hard-linked files once. What it cannot read counts nothing.
+func DiskUsage(path string) int64 {
+	var total int64
+	seen := map[[2]uint64]bool{}
+	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			total += fi.Size()
+			return nil
+		}
+		if st.Nlink > 1 && !fi.IsDir() {
+			k := [2]uint64{st.Dev, st.Ino}
+			if seen[k] {
+				return nil
+			}
+			seen[k] = true
+		}
+		total += st.Blocks * 512
+		return nil
+	})
+	return total
 }
