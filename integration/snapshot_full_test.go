@@ -64,3 +64,44 @@ func TestSnapshotDiskFull(t *testing.T) {
 		t.Errorf("the failed snapshot left %v", left)
 	}
 }
+
+// TestWarmSaveDiskFull saves a warm entry into a cache on a file system
+// too small for it: the machine goes on cold with one line saying why,
+// and the cache holds no entry and no partial one.
+func TestWarmSaveDiskFull(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	testenv.NeedQEMU(t)
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dir, err := os.MkdirTemp("", "vmdwarmfull")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+
+	log := &infoLog{t: t}
+	m := boot(t, minimalGuest, machine.WithWarm(dir), machine.WithLogger(log))
+	if !log.has("no warm entry saved") || !log.has("no space left on device") {
+		t.Errorf("the failed save was not reported with its reason")
+	}
+	ctx := testCtx(t, time.Minute)
+	if out, err := m.Succeed(ctx, "echo still-here; grep -c ' /tmp/shared 9p ' /proc/mounts"); err != nil || out != "still-here\n1\n" {
+		t.Errorf("after the failed save: %q, %v", out, err)
+	}
+	left, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if e.IsDir() {
+			t.Errorf("the full cache kept %s", e.Name())
+		}
+	}
+}

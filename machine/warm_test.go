@@ -131,3 +131,43 @@ func TestWarmNotUsed(t *testing.T) {
 		t.Errorf("a machine with kept state started warm:\n%v", kept.log.entries)
 	}
 }
+
+// TestWarmConcurrentColdRuns starts two machines of one key at once on an
+// empty cache: both run, and the cache ends with one complete entry and
+// no temporary or lock leftovers in its listing.
+func TestWarmConcurrentColdRuns(t *testing.T) {
+	cache := t.TempDir()
+	a, b := newEnv(t, nil, machine.WithWarm(cache)), newEnv(t, nil, machine.WithWarm(cache))
+	ctx := testCtx(t)
+	errs := make(chan error, 2)
+	for _, e := range []*env{a, b} {
+		go func() {
+			_, err := e.m.Succeed(ctx, "hostname")
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	saved := 0
+	for _, e := range []*env{a, b} {
+		if e.log.has("info", "saved a warm entry") {
+			saved++
+		}
+	}
+	if saved < 1 {
+		t.Errorf("neither run saved an entry:\n%v\n%v", a.log.entries, b.log.entries)
+	}
+	entries := warmEntries(t, cache)
+	if len(entries) != 1 {
+		t.Fatalf("cache holds %v, want one entry", entries)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(cache, ".tmp-*")); len(leftovers) != 0 {
+		t.Errorf("temporary directories left: %v", leftovers)
+	}
+	if again := warmRun(t, machine.WithWarm(cache)); again.b.Restores("m1") != 1 {
+		t.Errorf("the entry two concurrent runs made does not start warm:\n%v", again.log.entries)
+	}
+}

@@ -76,7 +76,7 @@ func scriptMemoryMiB(script string, env []string) (int64, string) {
 		return 0, err.Error()
 	}
 	text := string(data)
-	if strings.Contains(text, "memory-backend") || strings.Contains(text, "-numa") {
+	if strings.Contains(text, "memory-backend") || strings.Contains(text, "-numa") || strings.Contains(text, "-mem-path") {
 		return 0, "the start script sets up guest memory itself"
 	}
 	for _, kv := range env {

@@ -26,6 +26,7 @@ func TestScriptMemoryMiB(t *testing.T) {
 		{"two sizes", "qemu -m 512\nqemu -m 1024", nil, 0, "2 memory sizes"},
 		{"own backend", "qemu -m 512 -object memory-backend-ram,id=x,size=512M", nil, 0, "sets up guest memory itself"},
 		{"numa", "qemu -m 512 -numa node", nil, 0, "sets up guest memory itself"},
+		{"mem-path", "qemu -m 512 -mem-path /dev/hugepages", nil, 0, "sets up guest memory itself"},
 		{"QEMU_OPTS sets -m", "qemu -m 512", []string{"QEMU_OPTS=-m 1024"}, 0, "QEMU_OPTS sets -m"},
 		{"-machine is not -m", "qemu -machine pc -m 256", nil, 256, ""},
 	} {
