@@ -345,7 +345,7 @@ func exitCode(err error) int {
 
 // warmFormat changes whenever the arguments driverArgs adds, or what a
 // snapshot holds, change in a way the rest of the warm key does not show.
-const warmFormat = "qemu-warm-1"
+const warmFormat = "qemu-warm-2" // 2: guest RAM saved as a file
 
 var _ backend.WarmKeyer = (*Backend)(nil)
 
