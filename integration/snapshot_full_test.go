@@ -25,15 +25,7 @@ func TestSnapshotDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a small tmpfs needs root")
 	}
-	dir, err := os.MkdirTemp("", "vmdfull")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	dir := smallTmpfs(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -76,15 +68,7 @@ func TestWarmSaveDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a small tmpfs needs root")
 	}
-	dir, err := os.MkdirTemp("", "vmdwarmfull")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	dir := smallTmpfs(t)
 
 	log := &infoLog{t: t}
 	m := boot(t, minimalGuest, machine.WithWarm(dir), machine.WithLogger(log))
@@ -104,4 +88,19 @@ func TestWarmSaveDiskFull(t *testing.T) {
 			t.Errorf("the full cache kept %s", e.Name())
 		}
 	}
+}
+
+// smallTmpfs mounts a 4 MiB tmpfs for t, unmounted and removed at its end.
+func smallTmpfs(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vmdfull")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
 }

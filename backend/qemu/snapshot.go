@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -421,30 +420,15 @@ func (i *Instance) writableDisks(ctx context.Context) ([]blockInfo, error) {
 	return out, nil
 }
 
-// copyFile copies src to a new file dst (0600), removing dst on error.
-func copyFile(ctx context.Context, src, dst string) (err error) {
+// copyFile copies src to a new file dst (0600), holes kept, removing
+// dst on error.
+func copyFile(ctx context.Context, src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(dst)
-		}
-	}()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	return err
+	return copySparse(ctx, in, dst)
 }
 
 // saveState streams the stopped guest's state into dir and returns the
