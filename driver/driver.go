@@ -240,9 +240,14 @@ func (d *Driver) Machine(name string) *machine.Machine {
 // driver it does not wait for them to boot; the first command to each
 // does. Errors are collected for all machines.
 func (d *Driver) StartAll(ctx context.Context) error {
-	end := d.log.Nested("", "start all VMs")
+	return StartMachines(ctx, d.log, d.Machines())
+}
+
+// StartMachines starts ms in parallel in one log block, as StartAll does
+// for the configured machines (a forked subtest starts its clones so).
+func StartMachines(ctx context.Context, log Logger, ms []*machine.Machine) error {
+	end := log.Nested("", "start all VMs")
 	var g errgroup.Group
-	ms := d.Machines()
 	errs := make([]error, len(ms))
 	for i, m := range ms {
 		g.Go(func() error {
@@ -260,9 +265,12 @@ func (d *Driver) StartAll(ctx context.Context) error {
 }
 
 // JoinAll waits for every configured machine to power off.
-func (d *Driver) JoinAll(ctx context.Context) error {
+func (d *Driver) JoinAll(ctx context.Context) error { return JoinMachines(ctx, d.Machines()) }
+
+// JoinMachines waits for every machine of ms to power off.
+func JoinMachines(ctx context.Context, ms []*machine.Machine) error {
 	var errs []error
-	for _, m := range d.Machines() {
+	for _, m := range ms {
 		errs = append(errs, m.WaitForShutdown(ctx))
 	}
 	return errors.Join(errs...)

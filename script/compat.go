@@ -1,9 +1,7 @@
 package script
 
 import (
-	"context"
 	"errors"
-	"io"
 	"strings"
 	"time"
 
@@ -79,10 +77,16 @@ type pyModules struct {
 	open starlark.Value
 }
 
-// newModules creates the module set; context returns the context of the
-// script call in progress (modules have no thread to read it from).
-func newModules(context func() context.Context, log func(string), nested func(string) func(error), stdout io.Writer) *pyModules {
-	set := modules.New(modules.Host{Context: context, Log: log, Nested: nested, Stdout: stdout})
+// newModules creates the module set for session s: a module's host work
+// runs under the calling thread's context and logs into its log (a forked
+// subtest's own).
+func newModules(s *Session) *pyModules {
+	set := modules.New(modules.Host{
+		Context: threadContext,
+		Log:     func(th *starlark.Thread, msg string) { s.logOf(th).Info("", msg) },
+		Nested:  func(th *starlark.Thread, msg string) func(error) { return s.logOf(th).Nested("", msg) },
+		Stdout:  s.stdout,
+	})
 	return &pyModules{set: set, open: set.Open()}
 }
 

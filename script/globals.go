@@ -1,7 +1,6 @@
 package script
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -11,6 +10,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 
+	"github.com/vmdriver/vmdriver/api"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/machine"
 )
@@ -34,27 +34,27 @@ func (s *Session) builtin(name string, fn builtinFunc) *starlark.Builtin {
 // name clash), then VLANs.
 func (s *Session) buildGlobals() starlark.StringDict {
 	g := starlark.StringDict{
-		"start_all":         s.builtin("start_all", s.startAll),
-		"join_all":          s.builtin("join_all", s.joinAll),
-		"test_script":       s.builtin("test_script", s.testScript),
-		"subtest":           s.builtin("subtest", s.subtest),
-		"retry":             s.builtin("retry", s.retry),
-		"polling_condition": s.builtin("polling_condition", s.pollingCondition),
-		"create_machine":    s.builtin("create_machine", s.createMachine),
-		"serial_stdout_on":  s.builtin("serial_stdout_on", s.serialStdout(true)),
-		"serial_stdout_off": s.builtin("serial_stdout_off", s.serialStdout(false)),
-		"log":               s.logObject(),
-		"t":                 s.assertions(),
-		"print":             s.builtin("print", s.print),
-		"fail":              s.builtin("fail", failBuiltin),
-		"sum":               s.builtin("sum", sumBuiltin),
-		"isinstance":        s.builtin("isinstance", isinstanceBuiltin),
-		"with_":             s.builtin("with_", s.with),
-		"assert_":           s.builtin("assert_", assertBuiltin),
-		"import_":           s.builtin("import_", s.importBuiltin),
-		"fmt_":              s.builtin("fmt_", fmtBuiltin),
-		"vlans":             starlark.NewList(nil),
+		"log":        s.logObject(),
+		"t":          s.assertions(),
+		"print":      s.builtin("print", s.print),
+		"fail":       s.builtin("fail", failBuiltin),
+		"sum":        s.builtin("sum", sumBuiltin),
+		"isinstance": s.builtin("isinstance", isinstanceBuiltin),
+		"with_":      s.builtin("with_", s.with),
+		"assert_":    s.builtin("assert_", assertBuiltin),
+		"import_":    s.builtin("import_", s.importBuiltin),
+		"fmt_":       s.builtin("fmt_", fmtBuiltin),
+		"vlans":      starlark.NewList(nil),
 	}
+	for i := range api.Globals {
+		if !api.Globals[i].Engine {
+			g[api.Globals[i].Name] = s.apiBuiltin(&api.Globals[i])
+		}
+	}
+	// The engine's own: language more than run.
+	g["test_script"] = s.builtin("test_script", s.testScript)
+	g["subtest"] = s.builtin("subtest", s.subtest)
+	g["polling_condition"] = s.builtin("polling_condition", s.pollingCondition)
 	for _, name := range exceptionNames {
 		g[name] = s.builtin(name, exceptionBuiltin(name))
 	}
@@ -115,42 +115,10 @@ func (s *Session) machineValue(m *machine.Machine) *machineValue {
 	return mv
 }
 
-func (s *Session) startAll(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := noArgs("start_all", args, kwargs); err != nil {
-		return nil, err
-	}
-	ctx, err := contextOf(th)
-	if err != nil {
-		return nil, err
-	}
-	if fs := forkOf(th); fs != nil {
-		return none(startMachines(ctx, fs.log, s.machinesOf(th)))
-	}
-	return starlark.None, s.d.StartAll(ctx)
-}
-
-func (s *Session) joinAll(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := noArgs("join_all", args, kwargs); err != nil {
-		return nil, err
-	}
-	ctx, err := contextOf(th)
-	if err != nil {
-		return nil, err
-	}
-	if forkOf(th) != nil {
-		var errs []error
-		for _, m := range s.machinesOf(th) {
-			errs = append(errs, m.WaitForShutdown(ctx))
-		}
-		return none(errors.Join(errs...))
-	}
-	return starlark.None, s.d.JoinAll(ctx)
-}
-
 // testScript runs the configured test script again, in a log block (for
 // the REPL).
 func (s *Session) testScript(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := noArgs("test_script", args, kwargs); err != nil {
+	if _, err := s.bind(th, "test_script", engineGlobal("test_script").Params, args, kwargs); err != nil {
 		return nil, err
 	}
 	st := stateOf(th)
@@ -194,118 +162,11 @@ func (s *Session) testScript(th *starlark.Thread, args starlark.Tuple, kwargs []
 }
 
 func (s *Session) subtest(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var nameV starlark.Value
-	if err := unpack("subtest", args, kwargs, []string{"name"}, &nameV); err != nil {
-		return nil, err
-	}
-	name, err := toStr("subtest", "name", nameV)
+	a, err := s.bind(th, "subtest", engineGlobal("subtest").Params, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
-	return &subtestCM{s: s, name: name}, nil
-}
-
-// retry(fn, timeout=900, timeout_seconds=None) calls fn(last_try) about
-// once a second until it returns a true value.
-func (s *Session) retry(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var fnV, timeoutV, secondsV starlark.Value
-	if err := unpack("retry", args, kwargs, []string{"fn", "timeout?", "timeout_seconds?"}, &fnV, &timeoutV, &secondsV); err != nil {
-		return nil, err
-	}
-	if _, ok := fnV.(starlark.Callable); !ok {
-		return nil, typeError("retry", "fn", fnV, "a function")
-	}
-	if !isNone(timeoutV) && !isNone(secondsV) {
-		return nil, errors.New("retry: give timeout or timeout_seconds, not both")
-	}
-	param := "timeout"
-	if !isNone(secondsV) {
-		timeoutV, param = secondsV, "timeout_seconds"
-	}
-	timeout, ok, err := toDuration("retry", param, timeoutV, machine.DefaultWaitTimeout)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		timeout = machine.DefaultWaitTimeout
-	}
-	ctx, err := contextOf(th)
-	if err != nil {
-		return nil, err
-	}
-	err = driver.Retry(ctx, timeout, func(_ context.Context, last bool) (bool, error) {
-		v, err := s.call(th, fnV, starlark.Tuple{starlark.Bool(last)}, nil)
-		if err != nil {
-			return false, err
-		}
-		return bool(v.Truth()), nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return starlark.None, nil
-}
-
-func (s *Session) createMachine(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	const fn = "create_machine"
-	var startV, nameV, keepV, keepVMV, snapV starlark.Value
-	if err := unpack(fn, args, kwargs, []string{"start_command?", "*", "name?", "keep_machine_state?", "keep_vm_state?", "snapshot?"}, &startV, &nameV, &keepV, &keepVMV, &snapV); err != nil {
-		return nil, err
-	}
-	if snapV != nil && snapV != starlark.None {
-		if startV != nil && startV != starlark.None {
-			return nil, errors.New("create_machine: give either a start_command or snapshot=, not both")
-		}
-		name, err := toOptStr(fn, "name", nameV, "")
-		if err != nil {
-			return nil, err
-		}
-		return s.restoreSnapshot(th, snapV, name)
-	}
-	if startV == nil || startV == starlark.None {
-		return nil, errNoStart
-	}
-	start, err := toStr(fn, "start_command", startV)
-	if err != nil {
-		return nil, err
-	}
-	name, err := toOptStr(fn, "name", nameV, "")
-	if err != nil {
-		return nil, err
-	}
-	if keepVMV != nil {
-		s.logOf(th).Warn("", "create_machine: keep_vm_state is deprecated, use keep_machine_state")
-	}
-	m, err := s.d.CreateMachine(start, name, toBool(keepV, false) || toBool(keepVMV, false))
-	if err != nil {
-		return nil, err
-	}
-	return s.machineValue(m), nil
-}
-
-func (s *Session) serialStdout(on bool) builtinFunc {
-	name := "serial_stdout_off"
-	if on {
-		name = "serial_stdout_on"
-	}
-	return func(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		if err := noArgs(name, args, kwargs); err != nil {
-			return nil, err
-		}
-		log, rep := s.log, s.opts.Reporter
-		if fs := forkOf(th); fs != nil {
-			log, rep = fs.log, fs.rep
-		}
-		switch {
-		case rep != nil:
-			rep.SetSerialOutput(on)
-		default:
-			if l, ok := log.(interface{ SetSerialOutput(bool) }); ok {
-				l.SetSerialOutput(on)
-			}
-		}
-		return starlark.None, nil
-	}
+	return &subtestCM{s: s, name: a.Str("name")}, nil
 }
 
 // print(*args, sep=" ", end="\n") writes to the run's stdout.
@@ -529,43 +390,24 @@ func noAttr(what, name string, have []string) error {
 	return errors.New(msg)
 }
 
-// logObject is `log`: the run's logger (a forked subtest's own in its
-// thread).
+// logObject is `log`: the table's log functions, writing to the calling
+// thread's log (a forked subtest's own).
 func (s *Session) logObject() *namespace {
-	line := func(name string, emit func(l driver.Logger, msg string)) *starlark.Builtin {
-		return s.builtin(name, func(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-			var msgV, attrsV starlark.Value
-			if err := unpack(name, args, kwargs, []string{"message", "attributes?"}, &msgV, &attrsV); err != nil {
-				return nil, err
-			}
-			emit(s.logOf(th), strOf(msgV))
-			return starlark.None, nil
-		})
+	attrs := starlark.StringDict{}
+	for i := range api.LogFuncs {
+		attrs[api.LogFuncs[i].Name] = s.apiBuiltin(&api.LogFuncs[i])
 	}
-	info := func(l driver.Logger, m string) { l.Info("", m) }
-	warn := func(l driver.Logger, m string) { l.Warn("", m) }
-	return &namespace{name: "log", attrs: starlark.StringDict{
-		"info":    line("info", info),
-		"warning": line("warning", warn),
-		"warn":    line("warn", warn),
-		// Like the NixOS driver's logger, error ends the test.
-		"error": s.builtin("error", func(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-			var msgV, attrsV starlark.Value
-			if err := unpack("error", args, kwargs, []string{"message", "attributes?"}, &msgV, &attrsV); err != nil {
-				return nil, err
-			}
-			s.logOf(th).Warn("", "error: "+strOf(msgV))
-			return nil, errors.New(strOf(msgV))
-		}),
-		"nested": s.builtin("nested", func(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-			var msgV, attrsV starlark.Value
-			if err := unpack("nested", args, kwargs, []string{"message", "attributes?"}, &msgV, &attrsV); err != nil {
-				return nil, err
-			}
-			msg, log := strOf(msgV), s.logOf(th)
-			return &nestedCM{msg: msg, open: func() func(error) { return log.Nested("", msg) }}, nil
-		}),
-	}}
+	return &namespace{name: "log", attrs: attrs}
+}
+
+// engineGlobal is the table's entry of a global the engine implements.
+func engineGlobal(name string) *api.Method {
+	for i := range api.Globals {
+		if g := &api.Globals[i]; g.Name == name && g.Engine {
+			return g
+		}
+	}
+	panic("api: no engine global " + name)
 }
 
 // driverObject is `driver`.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.starlark.net/starlark"
 
+	"github.com/vmdriver/vmdriver/api"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/machine"
 )
@@ -17,29 +19,21 @@ import (
 // the condition; without one, a decorator that makes it.
 func (s *Session) pollingCondition(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	const fn = "polling_condition"
-	var funV, intervalV, secondsV, descV starlark.Value
-	if err := unpack(fn, args, kwargs, []string{"fun?", "*", "interval?", "seconds_interval?", "description?"}, &funV, &intervalV, &secondsV, &descV); err != nil {
-		return nil, err
-	}
-	if !isNone(intervalV) && !isNone(secondsV) {
-		return nil, errors.New("polling_condition: give interval or seconds_interval, not both")
-	}
-	param := "interval"
-	if !isNone(secondsV) {
-		s.logOf(th).Warn("", "polling_condition: seconds_interval is deprecated, use interval")
-		intervalV, param = secondsV, "seconds_interval"
-	}
-	interval, ok, err := toDuration(fn, param, intervalV, driver.DefaultPollingInterval)
+	meth := engineGlobal(fn)
+	// The condition keeps the script's function itself: bind it raw.
+	params := slices.Clone(meth.Params)
+	params[0].Type = api.Any
+	a, err := s.bind(th, fn, params, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		interval = driver.DefaultPollingInterval
-	}
-	desc, err := toOptStr(fn, "description", descV, "")
+	interval, err := a.DurationOf("interval", "seconds_interval", driver.DefaultPollingInterval)
 	if err != nil {
 		return nil, err
 	}
+	s.warnDeprecated(th, meth, a)
+	desc := a.Str("description")
+	funV, _ := a.Value("fun").(starlark.Value)
 	mk := func(f starlark.Value) (starlark.Value, error) {
 		c, ok := f.(starlark.Callable)
 		if !ok {

@@ -49,7 +49,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"sort"
 	"sync"
 
@@ -60,9 +59,8 @@ import (
 	"github.com/vmdriver/vmdriver/machine"
 )
 
-// Reporter receives what only a full report shows, beyond driver.Logger.
-// A *report.Logger fits through a two-line adapter (Location converts to
-// *report.Location).
+// Reporter receives what only a full report shows, beyond driver.Logger;
+// *report.Logger is one.
 type Reporter interface {
 	// Failure reports a failed subtest or script, anchor style ("!!!").
 	Failure(msg string, loc *Location)
@@ -124,8 +122,7 @@ type Session struct {
 	globals starlark.StringDict
 	names   []string // sorted names of globals, for hints
 	mu      sync.Mutex
-	running []*starlark.Thread // threads executing now, innermost last
-	aliased sync.Once          // the "machine" alias warned
+	aliased sync.Once // the "machine" alias warned
 	values  map[*machine.Machine]*machineValue
 }
 
@@ -149,8 +146,7 @@ func newSession(opts Options) *Session {
 	if s.stdout == nil {
 		s.stdout = os.Stdout
 	}
-	s.mods = newModules(s.currentContext, func(msg string) { s.currentLog().Info("", msg) },
-		func(msg string) func(error) { return s.currentLog().Nested("", msg) }, s.stdout)
+	s.mods = newModules(s)
 	s.globals = s.buildGlobals()
 	for k := range s.globals {
 		s.names = append(s.names, k)
@@ -299,15 +295,14 @@ type CheckOptions struct {
 
 // CheckWith is Check for a run described by opts.
 func CheckWith(filename string, src []byte, opts CheckOptions) error {
-	machineNames := opts.Machines
 	names := map[string]bool{}
 	for _, n := range staticGlobalNames() {
 		names[n] = true
 	}
-	for _, n := range machineNames {
+	for _, n := range opts.Machines {
 		names[driver.PythonName(n)] = true
 	}
-	if len(machineNames) == 1 && !names["machine"] {
+	if len(opts.Machines) == 1 && !names["machine"] {
 		names["machine"] = true
 	}
 	for _, nr := range opts.VLANs {
@@ -330,6 +325,13 @@ func CheckWith(filename string, src []byte, opts CheckOptions) error {
 	}
 	if _, err := starlark.FileProgram(f, func(n string) bool { return names[n] }); err != nil {
 		return r.compileError(err, list)
+	}
+	machineNames := map[string]bool{"machine": names["machine"]}
+	for _, n := range opts.Machines {
+		machineNames[driver.PythonName(n)] = true
+	}
+	if err := checkMethods(r, f, machineNames); err != nil {
+		return err
 	}
 	if opts.ForkSubtests {
 		return checkFork(r, func(n string) bool { return names[n] }, list)
@@ -407,18 +409,6 @@ func (s *Session) exec(ctx context.Context, name string, r *rewritten, fn func(t
 	th.SetLocal(localState, st)
 	stop := context.AfterFunc(ctx, func() { th.Cancel(context.Cause(ctx).Error()) })
 	defer stop()
-	s.mu.Lock()
-	s.running = append(s.running, th)
-	s.mu.Unlock()
-	defer func() {
-		// Forked subtests run threads side by side: remove this one,
-		// wherever it is.
-		s.mu.Lock()
-		if i := slices.Index(s.running, th); i >= 0 {
-			s.running = slices.Delete(s.running, i, i+1)
-		}
-		s.mu.Unlock()
-	}()
 	err := fn(th)
 	rerr := errors.Join(s.resolvePending(th, err), s.sweep(th, err))
 	if err == nil {
@@ -448,32 +438,18 @@ func stateOf(th *starlark.Thread) *threadState {
 	return st
 }
 
-// currentContext is the context of the innermost running thread, for the
-// modules (which have no thread at hand). Forked subtests' threads all
-// run under the same run context, so any of them will do.
-func (s *Session) currentContext() context.Context {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n := len(s.running); n > 0 {
-		if ctx, err := contextOf(s.running[n-1]); err == nil {
+// threadContext is the run context of thread th, for the modules; a
+// thread without one (no script runs) gets a cancelled context, so
+// nothing blocks.
+func threadContext(th *starlark.Thread) context.Context {
+	if th != nil {
+		if ctx, err := contextOf(th); err == nil {
 			return ctx
 		}
 	}
-	// No script runs: nothing may block.
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(ErrNoContext)
 	return ctx
-}
-
-// currentLog is the log of the only running thread (a forked subtest's
-// own), for the modules; with none or several running, the session's.
-func (s *Session) currentLog() driver.Logger {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.running) == 1 {
-		return s.logOf(s.running[0])
-	}
-	return s.log
 }
 
 // logOf is the log a thread writes to: its forked subtest's, or the

@@ -1,7 +1,6 @@
 package script
 
 import (
-	"errors"
 	"fmt"
 
 	"go.starlark.net/starlark"
@@ -47,61 +46,3 @@ func (v *snapshotValue) Attr(name string) (starlark.Value, error) {
 	}
 	return nil, noAttr("Snapshot", name, snapshotAttrs)
 }
-
-// mSnapshot is m.snapshot(name=None).
-func mSnapshot(c *call) (starlark.Value, error) {
-	var nameV starlark.Value
-	if err := c.unpack([]string{"name?"}, &nameV); err != nil {
-		return nil, err
-	}
-	name, err := toOptStr(c.fn, "name", nameV, "")
-	if err != nil {
-		return nil, err
-	}
-	snap, err := c.mv.s.d.Snapshot(c.ctx, c.m, name)
-	if err != nil {
-		return nil, err
-	}
-	return &snapshotValue{snap: snap}, nil
-}
-
-// mFork is m.fork(n): n running clones taken from one snapshot.
-func mFork(c *call) (starlark.Value, error) {
-	var nV starlark.Value
-	if err := c.unpack([]string{"n"}, &nV); err != nil {
-		return nil, err
-	}
-	n, ok := nV.(starlark.Int)
-	k, exact := n.Int64()
-	if !ok || !exact || k < 1 || k > 64 {
-		return nil, fmt.Errorf("%s: n must be a whole number from 1 to 64, got %s", c.fn, nV)
-	}
-	clones, err := c.mv.s.d.Fork(c.ctx, c.m, int(k))
-	if err != nil {
-		return nil, err
-	}
-	out := make([]starlark.Value, len(clones))
-	for i, m := range clones {
-		out[i] = c.mv.s.machineValue(m)
-	}
-	return starlark.NewList(out), nil
-}
-
-// restoreSnapshot is create_machine(snapshot=…).
-func (s *Session) restoreSnapshot(th *starlark.Thread, v starlark.Value, name string) (starlark.Value, error) {
-	sv, ok := v.(*snapshotValue)
-	if !ok {
-		return nil, fmt.Errorf("create_machine: snapshot must be what machine.snapshot() returned, not %s", v.Type())
-	}
-	ctx, err := contextOf(th)
-	if err != nil {
-		return nil, err
-	}
-	m, err := s.d.Restore(ctx, sv.snap, name)
-	if err != nil {
-		return nil, err
-	}
-	return s.machineValue(m), nil
-}
-
-var errNoStart = errors.New("create_machine: give a start_command, or snapshot= to restore a machine from a snapshot")

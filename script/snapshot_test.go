@@ -34,7 +34,7 @@ func TestSnapshotForkErrors(t *testing.T) {
 		name, src, want string
 	}{
 		{"fork of zero", `server.fork(0)`, "n must be a whole number from 1 to 64"},
-		{"fork of a string", `server.fork("2")`, "n must be a whole number"},
+		{"fork of a string", `server.fork("2")`, "fork: for parameter n: got string, want int"},
 		{"not a snapshot", `create_machine(snapshot="x")`, "snapshot must be what machine.snapshot() returned"},
 		{"both", `create_machine("run-x-vm", snapshot=server.snapshot())`, "either a start_command or snapshot="},
 		{"neither", `create_machine()`, "give a start_command"},

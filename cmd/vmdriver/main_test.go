@@ -103,10 +103,10 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
-	// A misspelt method is found when the script runs (machines are
-	// dynamic values); it must still boot nothing and suggest the name.
+	// A misspelt method is found by check, before anything boots, and
+	// the name is suggested.
 	code, _, stderr := vmdriver(t, "eval-file", "--start-scripts=/nonexistent/run-server-vm", misspelt)
-	if code != exitFail || !strings.Contains(stderr, "wait_for_unit") {
+	if code != exitUsage || !strings.Contains(stderr, "misspelt.py:1:8") || !strings.Contains(stderr, "did you mean wait_for_unit?") {
 		t.Fatalf("misspelt method: code %d, stderr %q", code, stderr)
 	}
 }

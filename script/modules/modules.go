@@ -41,14 +41,17 @@ import (
 // Host connects the modules to the test run, so that host-side work can be
 // cancelled with the run and shows up in its log. Every field is optional.
 type Host struct {
-	// Context returns the run's context: its cancellation ends sleeps and kills
-	// host commands. Nil means context.Background().
-	Context func() context.Context
-	// Log records one line in the run's log, e.g. "running host command: ...".
-	Log func(msg string)
-	// Nested opens a log section around a host command; the returned function
-	// closes it with the command's error (nil when it completed). When nil, Log is used.
-	Nested func(msg string) (end func(error))
+	// Context returns the context of the script thread th that calls a
+	// module: its cancellation ends sleeps and kills host commands. Nil
+	// means context.Background().
+	Context func(th *starlark.Thread) context.Context
+	// Log records one line in thread th's log, e.g. "running host command:
+	// ..." (a forked subtest's thread logs into its own subtest's block).
+	Log func(th *starlark.Thread, msg string)
+	// Nested opens a log section in thread th's log around a host command;
+	// the returned function closes it with the command's error (nil when it
+	// completed). When nil, Log is used.
+	Nested func(th *starlark.Thread, msg string) (end func(error))
 	// Stdout and Stderr receive the output of host commands that do not capture or
 	// redirect it (Python's children inherit the driver's). Nil means os.Stdout and
 	// os.Stderr.
@@ -159,31 +162,31 @@ func (m *Modules) Close() error {
 	return errors.Join(errs...)
 }
 
-// ctx returns the run's context.
-func (m *Modules) ctx() context.Context {
+// ctx returns the context of the calling thread.
+func (m *Modules) ctx(th *starlark.Thread) context.Context {
 	if m.host.Context != nil {
-		if ctx := m.host.Context(); ctx != nil {
+		if ctx := m.host.Context(th); ctx != nil {
 			return ctx
 		}
 	}
 	return context.Background()
 }
 
-func (m *Modules) log(msg string) {
+func (m *Modules) log(th *starlark.Thread, msg string) {
 	if m.host.Log != nil {
-		m.host.Log(msg)
+		m.host.Log(th, msg)
 	}
 }
 
 // nested opens a log section, falling back to a plain log line.
-func (m *Modules) nested(msg string) func(error) {
+func (m *Modules) nested(th *starlark.Thread, msg string) func(error) {
 	if m.host.Nested != nil {
-		if end := m.host.Nested(msg); end != nil {
+		if end := m.host.Nested(th, msg); end != nil {
 			return end
 		}
 		return func(error) {}
 	}
-	m.log(msg)
+	m.log(th, msg)
 	return func(error) {}
 }
 

@@ -49,17 +49,17 @@ const waitDelay = 2 * time.Second
 // cancellation or timeout. No shell is involved unless shell=True.
 func (m *Modules) subprocessModule() *starlarkstruct.Module {
 	return module("subprocess", map[string]builtinFunc{
-		"run": func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-			return m.subprocessRun(b, args, kwargs, "run")
+		"run": func(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			return m.subprocessRun(th, b, args, kwargs, "run")
 		},
-		"call": func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-			return m.subprocessRun(b, args, kwargs, "call")
+		"call": func(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			return m.subprocessRun(th, b, args, kwargs, "call")
 		},
-		"check_call": func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-			return m.subprocessRun(b, args, kwargs, "check_call")
+		"check_call": func(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			return m.subprocessRun(th, b, args, kwargs, "check_call")
 		},
-		"check_output": func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-			return m.subprocessRun(b, args, kwargs, "check_output")
+		"check_output": func(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			return m.subprocessRun(th, b, args, kwargs, "check_output")
 		},
 		"Popen": func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 			return nil, fmt.Errorf("%s: not supported: use subprocess.run (with timeout= for long-running commands)", b.Name())
@@ -113,7 +113,7 @@ type runRequest struct {
 }
 
 // subprocessRun implements run, call, check_call and check_output.
-func (m *Modules) subprocessRun(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple, kind string) (starlark.Value, error) {
+func (m *Modules) subprocessRun(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple, kind string) (starlark.Value, error) {
 	if len(args) != 1 {
 		return nil, fmt.Errorf("%s: want 1 positional argument (args), got %d", b.Name(), len(args))
 	}
@@ -215,7 +215,7 @@ func (m *Modules) subprocessRun(b *starlark.Builtin, args starlark.Tuple, kwargs
 		req.env = m.environ.List()
 	}
 
-	cp, err := m.runCommand(m.ctx(), b.Name(), req)
+	cp, err := m.runCommand(m.ctx(th), th, b.Name(), req)
 	if err != nil {
 		return nil, err
 	}
@@ -304,8 +304,8 @@ func lookPath(name string, env []string) (string, error) {
 
 // runCommand runs a host command to completion, or until the run's context is
 // cancelled or the timeout elapses; then the command's process group is killed.
-func (m *Modules) runCommand(ctx context.Context, fn string, req *runRequest) (cp *CompletedProcess, err error) {
-	end := m.nested("running host command: " + shellJoin(req.argv))
+func (m *Modules) runCommand(ctx context.Context, th *starlark.Thread, fn string, req *runRequest) (cp *CompletedProcess, err error) {
+	end := m.nested(th, "running host command: "+shellJoin(req.argv))
 	defer func() { end(err) }()
 
 	if err := ctx.Err(); err != nil {
@@ -377,7 +377,7 @@ func (m *Modules) runCommand(ctx context.Context, fn string, req *runRequest) (c
 		return nil, fmt.Errorf("%s: command %s: %w", fn, pyRepr(req.args), waitErr)
 	}
 	if errors.Is(waitErr, exec.ErrWaitDelay) {
-		m.log(fmt.Sprintf("host command %s exited but left its output open; stopped reading after %s", shellJoin(req.argv), waitDelay))
+		m.log(th, fmt.Sprintf("host command %s exited but left its output open; stopped reading after %s", shellJoin(req.argv), waitDelay))
 	}
 
 	code := cmd.ProcessState.ExitCode()
@@ -392,7 +392,7 @@ func (m *Modules) runCommand(ctx context.Context, fn string, req *runRequest) (c
 		cp.stderr = outputValue(errBuf.String(), req.text)
 	}
 	if code != 0 {
-		m.log(fmt.Sprintf("host command exited with status %d", code))
+		m.log(th, fmt.Sprintf("host command exited with status %d", code))
 		if req.check {
 			return nil, cp.checkError(fn)
 		}
@@ -537,13 +537,13 @@ func (e *pyError) AttrNames() []string { return append(e.attrs.Keys(), "args") }
 // osSystem is os.system(command): /bin/sh -c command with inherited output;
 // it returns the wait status as Python does (exit code << 8, or the signal
 // number); os.waitstatus_to_exitcode converts it.
-func (m *Modules) osSystem(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (m *Modules) osSystem(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var command string
 	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &command); err != nil {
 		return nil, err
 	}
 	req := &runRequest{args: starlark.String(command), argv: []string{"/bin/sh", "-c", command}, env: m.environ.List()}
-	cp, err := m.runCommand(m.ctx(), b.Name(), req)
+	cp, err := m.runCommand(m.ctx(th), th, b.Name(), req)
 	if err != nil {
 		return nil, err
 	}

@@ -158,8 +158,8 @@ func TestHostLogging(t *testing.T) {
 	t.Run("nested", func(t *testing.T) {
 		var rec logRecorder
 		m := newModules(t, Host{
-			Log: func(msg string) { rec.add("log: " + msg) },
-			Nested: func(msg string) func(error) {
+			Log: func(_ *starlark.Thread, msg string) { rec.add("log: " + msg) },
+			Nested: func(_ *starlark.Thread, msg string) func(error) {
 				rec.add("begin: " + msg)
 				return func(err error) { rec.add(fmt.Sprintf("end: %v", err)) }
 			},
@@ -191,7 +191,7 @@ subprocess.check_call(["false"])`, nil)
 	t.Run("log only", func(t *testing.T) {
 		var rec logRecorder
 		var stdout, stderr bytes.Buffer
-		m := newModules(t, Host{Log: rec.add, Stdout: &stdout, Stderr: &stderr})
+		m := newModules(t, Host{Log: func(_ *starlark.Thread, msg string) { rec.add(msg) }, Stdout: &stdout, Stderr: &stderr})
 		if _, err := execScript(t, m, `subprocess = import_("subprocess")
 subprocess.run(["sh", "-c", "echo to-out; echo to-err >&2"])`, nil); err != nil {
 			t.Fatal(err)
@@ -284,7 +284,7 @@ func TestSubprocessCancel(t *testing.T) {
 	pidFile := filepath.Join(dir, "pid")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := newModules(t, Host{Context: func() context.Context { return ctx }})
+	m := newModules(t, Host{Context: func(*starlark.Thread) context.Context { return ctx }})
 
 	done := make(chan struct{})
 	var err error
@@ -311,7 +311,7 @@ func TestSubprocessCancelledBeforeStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var rec logRecorder
-	m := newModules(t, Host{Context: func() context.Context { return ctx }, Log: rec.add})
+	m := newModules(t, Host{Context: func(*starlark.Thread) context.Context { return ctx }, Log: func(_ *starlark.Thread, msg string) { rec.add(msg) }})
 	marker := filepath.Join(t.TempDir(), "ran")
 	_, err := execScript(t, m, `os = import_("os")
 shlex = import_("shlex")
@@ -345,7 +345,7 @@ res = [time.sleep(0.001), time.monotonic() - a >= 0.01, time.perf_counter() > b,
 	})
 	t.Run("cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		m := newModules(t, Host{Context: func() context.Context { return ctx }})
+		m := newModules(t, Host{Context: func(*starlark.Thread) context.Context { return ctx }})
 		done := make(chan error, 1)
 		go func() {
 			_, err := execScript(t, m, `time = import_("time")

@@ -57,7 +57,7 @@ func (m *Modules) timeModule() *starlarkstruct.Module {
 
 // sleep is time.sleep(secs): it logs nothing and returns early with an error
 // when the run's context is cancelled.
-func (m *Modules) sleep(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (m *Modules) sleep(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var secs starlark.Value
 	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &secs); err != nil {
 		return nil, err
@@ -73,7 +73,7 @@ func (m *Modules) sleep(_ *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if f < float64(math.MaxInt64)/1e9 {
 		d = time.Duration(f * 1e9)
 	}
-	if err := sleepCtx(m.ctx(), d); err != nil {
+	if err := sleepCtx(m.ctx(th), d); err != nil {
 		return nil, fmt.Errorf("%s: interrupted: %w", b.Name(), err)
 	}
 	return starlark.None, nil

@@ -1,0 +1,57 @@
+package script_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/vmdriver/vmdriver/script"
+)
+
+// TestCheckMethods: check resolves machine methods against the API table
+// before anything boots.
+func TestCheckMethods(t *testing.T) {
+	tests := []struct {
+		name, src string
+		line, col int    // of the error; 0: no error
+		want      string // in the message
+	}{
+		{"known method", `server.wait_for_unit("x")`, 0, 0, ""},
+		{"attribute", `print(server.state_dir)`, 0, 0, ""},
+		{"alias", `server.copy_from_vm("/x")`, 0, 0, ""},
+		{"misspelt", "start_all()\nserver.wait_for_unti('x')", 2, 8, `machine server has no attribute or method "wait_for_unti" (did you mean wait_for_unit?)`},
+		{"unsupported", "x = 1\nserver.wait_for_text('hi')", 2, 8, "wait_for_text: not supported yet (OCR)"},
+		{"in a function", "def f():\n    server.bogus_method()", 2, 12, `no attribute or method "bogus_method"`},
+		{"one-machine alias", `machine.wait_for_windw("x")`, 1, 9, `machine machine has no attribute or method "wait_for_windw" (did you mean wait_for_window?)`},
+		{"shadowed by a parameter", "def f(server):\n    server.anything()", 0, 0, ""},
+		{"shadowed by a loop", "for server in [1]:\n    server.anything()", 0, 0, ""},
+		{"other values", "x = struct()\nx.anything()", 0, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := strings.ReplaceAll(tt.src, "struct()", "driver")
+			err := script.Check("t.py", []byte(src), []string{"server"})
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Check = %v, want nil", err)
+				}
+				return
+			}
+			var se *script.ScriptError
+			if !errors.As(err, &se) {
+				t.Fatalf("Check = %v, want a ScriptError", err)
+			}
+			if !strings.Contains(se.Msg, tt.want) || se.Location.Line != tt.line || se.Location.Col != tt.col {
+				t.Errorf("Check = %s at %d:%d, want %q at %d:%d", se.Msg, se.Location.Line, se.Location.Col, tt.want, tt.line, tt.col)
+			}
+		})
+	}
+}
+
+// TestCheckMethodsAll reports every unknown method, not just the first.
+func TestCheckMethodsAll(t *testing.T) {
+	err := script.Check("t.py", []byte("a.get_screen_text()\nb.bogus()\n"), []string{"a", "b"})
+	if err == nil || !strings.Contains(err.Error(), "get_screen_text: not supported yet (OCR)") || !strings.Contains(err.Error(), `"bogus"`) {
+		t.Errorf("Check = %v, want both errors", err)
+	}
+}
