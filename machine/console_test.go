@@ -137,7 +137,8 @@ type fakeTB struct {
 	cleanups []func()
 }
 
-func (f *fakeTB) Helper() {}
+func (f *fakeTB) Helper()                  {}
+func (f *fakeTB) Context() context.Context { return context.Background() }
 func (f *fakeTB) Logf(format string, args ...any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -201,9 +202,18 @@ func TestStartTFailure(t *testing.T) {
 				t.Error("StartT did not fail the test")
 			}
 		}()
-		machine.StartT(tb, b, "web")
+		machine.StartT(tb, b, "web", machine.WithStartScript("/nix/store/x y/bin/run-web-vm"), machine.WithEnv("QEMU_OPTS=-m 512"))
 	}()
 	if len(tb.errs) != 1 || !strings.Contains(tb.errs[0], "no hypervisor") {
 		t.Errorf("errors %q", tb.errs)
 	}
+	// How to try it by hand, copy-pasteable.
+	if want := `to start machine web by hand: 'QEMU_OPTS=-m 512' vmdriver eval-file -I --start-scripts '/nix/store/x y/bin/run-web-vm'`; !tb.logged(want) {
+		t.Errorf("logs %q, want %q", tb.logs, want)
+	}
+	// The cleanup was registered before the start, and removes the state.
+	if len(tb.cleanups) != 1 {
+		t.Fatalf("%d cleanups registered, want 1", len(tb.cleanups))
+	}
+	tb.runCleanups()
 }

@@ -89,6 +89,7 @@ type exampleT struct {
 }
 
 func (t *exampleT) Helper()                   {}
+func (t *exampleT) Context() context.Context  { return context.Background() }
 func (t *exampleT) Logf(string, ...any)       {}
 func (t *exampleT) Errorf(f string, a ...any) { fmt.Printf(f+"\n", a...) }
 func (t *exampleT) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }

@@ -92,8 +92,11 @@ func New(b backend.Backend, name string, opts ...Option) (*Machine, error) {
 	}
 	cfg := config{outputDir: "."}
 	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
+		if o == nil {
+			continue
+		}
+		if err := o(&cfg); err != nil {
+			return nil, fmt.Errorf("machine %s: %w", name, err)
 		}
 	}
 	if cfg.logger == nil {
@@ -142,19 +145,20 @@ func Start(ctx context.Context, b backend.Backend, name string, opts ...Option) 
 	return m, nil
 }
 
-// StartT starts a machine for a test: it fails the test on error,
-// closes the machine in t.Cleanup and logs through t.Logf (serial lines
-// as "name # line"), in addition to any WithLogger.
+// StartT starts a machine for a test, under t.Context(): it fails the
+// test on error, closes the machine in a t.Cleanup registered before the
+// start (so a start that fails half-way leaves nothing behind) and logs
+// through t.Logf (serial lines as "name # line"), in addition to any
+// WithLogger. A failed start also logs a command line that reproduces
+// the machine interactively.
 func StartT(t testing.TB, b backend.Backend, name string, opts ...Option) *Machine {
 	t.Helper()
 	tl := newTestLogger(t)
-	opts = append(opts, func(c *config) { c.logger = MultiLogger(c.logger, tl) })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m, err := Start(ctx, b, name, opts...)
+	opts = append(opts, func(c *config) error { c.logger = MultiLogger(c.logger, tl); return nil })
+	m, err := New(b, name, opts...)
 	if err != nil {
 		tl.stop()
-		t.Fatalf("starting machine %s: %v", name, err)
+		t.Fatalf("creating machine %s: %v", name, err)
 	}
 	t.Cleanup(func() {
 		if err := m.Close(); err != nil {
@@ -162,7 +166,28 @@ func StartT(t testing.TB, b backend.Backend, name string, opts ...Option) *Machi
 		}
 		tl.stop()
 	})
+	if err := m.Start(t.Context()); err != nil {
+		if line := m.ReproduceCommand(); line != "" {
+			t.Logf("to start machine %s by hand: %s", name, line)
+		}
+		t.Fatalf("starting machine %s: %v", name, err)
+	}
 	return m
+}
+
+// ReproduceCommand is a shell command line that starts the machine again
+// with an interactive vmdriver prompt, its environment included; "" for
+// a machine without a start script.
+func (m *Machine) ReproduceCommand() string {
+	if m.cfg.startScript == "" {
+		return ""
+	}
+	var b strings.Builder
+	for _, kv := range m.cfg.env {
+		b.WriteString(shellQuote(kv) + " ")
+	}
+	b.WriteString("vmdriver eval-file -I --start-scripts " + shellQuote(m.cfg.startScript))
+	return b.String()
 }
 
 // StartScript returns the machine's start script.

@@ -1,6 +1,11 @@
 package machine
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Defaults, as in the NixOS driver.
 const (
@@ -18,8 +23,40 @@ const (
 	DefaultKeyDelay = 10 * time.Millisecond
 )
 
-// Option configures a Machine (see New).
-type Option func(*config)
+// Option configures a Machine (see New). An option given a value it
+// cannot use makes New fail with an error saying which and why, rather
+// than fall back to a default silently.
+type Option func(*config) error
+
+// ErrBadOption is wrapped by the error New returns for an option given
+// an unusable value.
+var ErrBadOption = errors.New("invalid machine option")
+
+func badOption(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadOption}, args...)...)
+}
+
+// nonEmpty is an option that sets a path-like string, refusing "".
+func nonEmpty(name, v string, set func(c *config)) Option {
+	return func(c *config) error {
+		if v == "" {
+			return badOption("%s needs a non-empty value", name)
+		}
+		set(c)
+		return nil
+	}
+}
+
+// positive is an option that sets a duration, refusing d <= 0.
+func positive(name string, d time.Duration, set func(c *config)) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return badOption("%s needs a positive duration, got %s", name, d)
+		}
+		set(c)
+		return nil
+	}
+}
 
 type config struct {
 	startScript    string
@@ -41,62 +78,100 @@ type config struct {
 
 // WithStartScript sets the hypervisor start script (for QEMU, a nixpkgs
 // run-NAME-vm script).
-func WithStartScript(path string) Option { return func(c *config) { c.startScript = path } }
+func WithStartScript(path string) Option {
+	return nonEmpty("WithStartScript", path, func(c *config) { c.startScript = path })
+}
 
 // WithStateDir sets the machine's state directory. It is created (0700)
 // if missing and never removed. Without it the machine uses a private
 // temporary directory that Close removes unless WithKeepState.
-func WithStateDir(dir string) Option { return func(c *config) { c.stateDir = dir } }
+func WithStateDir(dir string) Option {
+	return nonEmpty("WithStateDir", dir, func(c *config) { c.stateDir = dir })
+}
 
 // WithSharedDir sets the host directory the guest sees at /tmp/shared
 // (default: "shared" in the state directory).
-func WithSharedDir(dir string) Option { return func(c *config) { c.sharedDir = dir } }
+func WithSharedDir(dir string) Option {
+	return nonEmpty("WithSharedDir", dir, func(c *config) { c.sharedDir = dir })
+}
 
 // WithOutputDir sets where screenshots and CopyFromMachine results go
 // (default ".").
-func WithOutputDir(dir string) Option { return func(c *config) { c.outputDir = dir } }
+func WithOutputDir(dir string) Option {
+	return nonEmpty("WithOutputDir", dir, func(c *config) { c.outputDir = dir })
+}
 
 // WithEnv adds KEY=VALUE pairs to the hypervisor's environment.
 func WithEnv(kv ...string) Option {
-	return func(c *config) { c.env = append(c.env, kv...) }
+	return func(c *config) error {
+		for _, e := range kv {
+			if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+				return badOption("WithEnv: %q is not KEY=VALUE", e)
+			}
+		}
+		c.env = append(c.env, kv...)
+		return nil
+	}
 }
 
 // WithLogger sets the Logger (default: discard everything).
-func WithLogger(l Logger) Option { return func(c *config) { c.logger = l } }
+func WithLogger(l Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return badOption("WithLogger needs a Logger (DiscardLogger() logs nothing)")
+		}
+		c.logger = l
+		return nil
+	}
+}
 
 // WithBootTimeout bounds the wait for the guest's shell after a start or
 // reboot (default: the backend's BootTimeout).
-func WithBootTimeout(d time.Duration) Option { return func(c *config) { c.bootTimeout = d } }
+func WithBootTimeout(d time.Duration) Option {
+	return positive("WithBootTimeout", d, func(c *config) { c.bootTimeout = d })
+}
 
 // WithCommandTimeout sets the host-side deadline of commands that have no
 // Timeout option (default DefaultCommandTimeout).
-func WithCommandTimeout(d time.Duration) Option { return func(c *config) { c.commandTimeout = d } }
+func WithCommandTimeout(d time.Duration) Option {
+	return positive("WithCommandTimeout", d, func(c *config) { c.commandTimeout = d })
+}
 
 // WithHeldStdoutWarning sets how long after a command exited with a
 // background process still holding its stdout the machine warns about it
 // (default: the backdoor package's few seconds).
-func WithHeldStdoutWarning(d time.Duration) Option { return func(c *config) { c.heldWarning = d } }
+func WithHeldStdoutWarning(d time.Duration) Option {
+	return positive("WithHeldStdoutWarning", d, func(c *config) { c.heldWarning = d })
+}
 
 // WithAllowReboot keeps the hypervisor running when the guest reboots;
 // without it a reboot ends the hypervisor (QEMU -no-reboot).
-func WithAllowReboot() Option { return func(c *config) { c.allowReboot = true } }
+func WithAllowReboot() Option { return func(c *config) error { c.allowReboot = true; return nil } }
 
 // WithNodeNumbers sets where clones restored from this machine's
 // snapshots (and a machine made by Restore) take their node number: the
 // last byte of their VLAN addresses and MACs. A driver shares one
 // allocator among all its machines; without this option a process-wide
 // one is used.
-func WithNodeNumbers(n *NodeNumbers) Option { return func(c *config) { c.nodeNumbers = n } }
+func WithNodeNumbers(n *NodeNumbers) Option {
+	return func(c *config) error {
+		if n == nil {
+			return badOption("WithNodeNumbers needs a *NodeNumbers (NewNodeNumbers)")
+		}
+		c.nodeNumbers = n
+		return nil
+	}
+}
 
 // WithSameAddresses makes a machine restored from a snapshot keep the
 // original's host name, MACs and addresses (its clock, machine-id and
 // random number generator are still its own). It is for clones that get
 // networks of their own (fresh switches through WithEnv), where they
 // stand in for the original.
-func WithSameAddresses() Option { return func(c *config) { c.sameAddresses = true } }
+func WithSameAddresses() Option { return func(c *config) error { c.sameAddresses = true; return nil } }
 
 // WithKeepState keeps the default private state directory on Close.
-func WithKeepState() Option { return func(c *config) { c.keepState = true } }
+func WithKeepState() Option { return func(c *config) error { c.keepState = true; return nil } }
 
 // callConfig collects the per-call options of every method.
 type callConfig struct {

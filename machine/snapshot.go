@@ -263,20 +263,19 @@ func restoreAll(ctx context.Context, snap *Snapshot, names []string, opts []Opti
 	if _, ok := origin.backend.(backend.Restorer); !ok {
 		return nil, fmt.Errorf("machine %s: restoring snapshots: %w (%s)", origin.name, backend.ErrUnsupported, origin.backend.Name())
 	}
-	base := []Option{
-		WithStartScript(origin.cfg.startScript),
-		WithSharedDir(origin.cfg.sharedDir),
-		WithOutputDir(origin.cfg.outputDir),
-		WithEnv(origin.cfg.env...),
-		WithLogger(origin.cfg.logger),
-		WithBootTimeout(origin.cfg.bootTimeout),
-		WithCommandTimeout(origin.cfg.commandTimeout),
-		WithHeldStdoutWarning(origin.cfg.heldWarning),
-		WithNodeNumbers(origin.nodeNumbers()),
-	}
-	if origin.cfg.allowReboot {
-		base = append(base, WithAllowReboot())
-	}
+	// A clone runs as its original does: the same start script,
+	// directories, environment, log, timeouts and reboot behaviour.
+	nodes := origin.nodeNumbers()
+	base := []Option{func(c *config) error {
+		o := origin.cfg
+		c.startScript, c.sharedDir, c.outputDir = o.startScript, o.sharedDir, o.outputDir
+		c.env = slices.Clone(o.env)
+		c.logger = o.logger
+		c.bootTimeout, c.commandTimeout, c.heldWarning = o.bootTimeout, o.commandTimeout, o.heldWarning
+		c.allowReboot = o.allowReboot
+		c.nodeNumbers = nodes
+		return nil
+	}}
 	clones := make([]*Machine, 0, len(names))
 	fail := func(err error) ([]*Machine, error) {
 		errs := []error{err}

@@ -54,12 +54,14 @@ const settleCommand = `if [ -d /run/systemd/system ] && command -v systemctl >/d
 // missing), or booted cold and saved there once settled. An empty dir
 // turns warm starts off. Machines whose state is kept (WithKeepState)
 // always boot cold: their disk holds the state to keep.
-func WithWarm(dir string) Option { return func(c *config) { c.warmDir = dir } }
+func WithWarm(dir string) Option {
+	return nonEmpty("WithWarm", dir, func(c *config) { c.warmDir = dir })
+}
 
 // WithWarmReadOnly uses the warm entries in WithWarm's directory but
 // never writes one (an entry shared by a CI cache or a build system):
 // a machine without an entry boots cold.
-func WithWarmReadOnly() Option { return func(c *config) { c.warmReadOnly = true } }
+func WithWarmReadOnly() Option { return func(c *config) error { c.warmReadOnly = true; return nil } }
 
 // warmMeta is machine.json: what the machine needs besides the
 // backend's snapshot to continue from it.
