@@ -1,5 +1,6 @@
-// Package gotest shows vmdriver's Go API used from `go test`: one real
-// QEMU guest, booted from a start script built by `make images`.
+// Package gotest shows vmdriver's Go API used from `go test`, with public
+// packages only: vmtest builds (or finds in the cache) the minimal guest
+// and boots it on QEMU for the test.
 package gotest
 
 import (
@@ -9,26 +10,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmdriver/vmdriver/backend/qemu"
-	"github.com/vmdriver/vmdriver/internal/testenv"
-	"github.com/vmdriver/vmdriver/machine"
+	"github.com/vmdriver/vmdriver/vmtest"
 )
 
-// TestDemo is what `make demo` runs: boot the minimal guest, run commands
-// in it, move a file through the shared directory and power it off.
+// TestDemo boots the minimal guest, runs commands in it, moves a file
+// through the shared directory and powers it off.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM")
 	}
-	testenv.NeedQEMU(t)
-	script := testenv.StartScript(t, "minimal")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
-	m := machine.StartT(t, qemu.New(), "minimal",
-		machine.WithStartScript(script),
-	)
+	m := vmtest.Minimal(t) // closed when the test ends
 
 	kernel, err := m.Succeed(ctx, "uname -r")
 	if err != nil {
