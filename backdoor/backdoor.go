@@ -64,7 +64,8 @@ type RunOptions struct {
 	NoStatus bool
 	// HeldWarning, when positive, is how long after the command exited
 	// with its stdout still held open (a background process inherited it)
-	// before Warnf is called. Zero means a default of a few seconds.
+	// before the shell warns through its WithLogf function. Zero means a
+	// default of a few seconds.
 	HeldWarning time.Duration
 }
 
