@@ -278,54 +278,34 @@ func Delay(d time.Duration) KeyOption { return keyOption{delay: d, setDelay: tru
 // Quiet stops SendKey from logging each key.
 func Quiet() KeyOption { return keyOption{quiet: true} }
 
-func execOptions(opts []ExecOption) callConfig {
-	var c callConfig
+// fold applies opts to c in order, skipping nil ones.
+func fold[O any](c callConfig, opts []O, apply func(O, *callConfig)) callConfig {
 	for _, o := range opts {
-		if o != nil {
-			o.applyExec(&c)
+		if any(o) != nil {
+			apply(o, &c)
 		}
 	}
 	return c
+}
+
+func execOptions(opts []ExecOption) callConfig {
+	return fold(callConfig{}, opts, ExecOption.applyExec)
 }
 
 func waitOptions(opts []WaitOption) callConfig {
-	var c callConfig
-	for _, o := range opts {
-		if o != nil {
-			o.applyWait(&c)
-		}
-	}
-	return c
+	return fold(callConfig{}, opts, WaitOption.applyWait)
 }
 
 func unitOptions(opts []UnitOption) callConfig {
-	var c callConfig
-	for _, o := range opts {
-		if o != nil {
-			o.applyUnit(&c)
-		}
-	}
-	return c
+	return fold(callConfig{}, opts, UnitOption.applyUnit)
 }
 
 func portOptions(opts []PortOption) callConfig {
-	c := callConfig{addr: "localhost"}
-	for _, o := range opts {
-		if o != nil {
-			o.applyPort(&c)
-		}
-	}
-	return c
+	return fold(callConfig{addr: "localhost"}, opts, PortOption.applyPort)
 }
 
 func keyOptions(opts []KeyOption) callConfig {
-	c := callConfig{delay: DefaultKeyDelay}
-	for _, o := range opts {
-		if o != nil {
-			o.applyKey(&c)
-		}
-	}
-	return c
+	return fold(callConfig{delay: DefaultKeyDelay}, opts, KeyOption.applyKey)
 }
 
 // waitTimeout is the wait deadline of c, or def.
