@@ -210,13 +210,28 @@ var Methods = []Method{
 			return Block{Msg: msg, Open: func() func(error) { return m.Logger().Nested(m.Name(), msg) }}, nil
 		}},
 
+	// X11 and OCR (display :0, as NixOS tests use it).
+	{Name: "wait_for_x", Params: []Param{pTimeout}, Returns: "None", Doc: "Wait until the X server on display :0 is up.",
+		Call: func(ctx context.Context, r *Request) (any, error) {
+			return nil, r.Machine.WaitForX(ctx, waitOpts(r.Args.timeout("timeout"))...)
+		}},
+	{Name: "wait_for_window", Params: []Param{req("regexp", Regex), pTimeout}, Returns: "None", Doc: "Wait until an X11 window's title matches.",
+		Call: func(ctx context.Context, r *Request) (any, error) {
+			return nil, r.Machine.WaitForWindow(ctx, r.Args.Str("regexp"), waitOpts(r.Args.timeout("timeout"))...)
+		}},
+	{Name: "get_window_names", Returns: "list of str", Doc: "The titles of the X11 windows.",
+		Call: func(ctx context.Context, r *Request) (any, error) { return strList(r.Machine.GetWindowNames(ctx)) }},
+	{Name: "wait_for_text", Params: []Param{req("regex", Regex), pTimeout}, Returns: "None",
+		Doc: "Wait until OCR of the screen matches; each try reads a fresh screenshot, OCR variants side by side, the first match wins.",
+		Call: func(ctx context.Context, r *Request) (any, error) {
+			return nil, r.Machine.WaitForText(ctx, r.Args.Str("regex"), waitOpts(r.Args.timeout("timeout"))...)
+		}},
+	{Name: "get_screen_text", Returns: "str", Doc: "OCR of the screen (tesseract).",
+		Call: func(ctx context.Context, r *Request) (any, error) { return str(r.Machine.GetScreenText(ctx)) }},
+	{Name: "get_screen_text_variants", Returns: "list of str", Doc: "OCR of the screen through each preprocessing variant.",
+		Call: func(ctx context.Context, r *Request) (any, error) { return strList(r.Machine.GetScreenTextVariants(ctx)) }},
+
 	// Not supported yet.
-	{Name: "wait_for_x", Params: []Param{pTimeout}, Unsupported: "waiting for X11", Doc: "Wait until the X server accepts connections."},
-	{Name: "wait_for_window", Params: []Param{req("regexp", Regex), pTimeout}, Unsupported: "waiting for X11 windows", Doc: "Wait until an X11 window's title matches."},
-	{Name: "get_window_names", Returns: "list of str", Unsupported: "listing X11 windows", Doc: "The titles of the X11 windows."},
-	{Name: "wait_for_text", Params: []Param{req("regex", Regex), pTimeout}, Unsupported: "OCR", Doc: "Wait until OCR of the screen matches."},
-	{Name: "get_screen_text", Returns: "str", Unsupported: "OCR", Doc: "OCR of the screen."},
-	{Name: "get_screen_text_variants", Returns: "list of str", Unsupported: "OCR", Doc: "OCR of the screen, several preprocessing variants."},
 	{Name: "switch_root", Returns: "None", Unsupported: "switching root from the initrd", Doc: "Continue from the initrd's shell into stage 2."},
 	{Name: "shell_interact", Returns: "None", Unsupported: "interactive shells", Doc: "Attach the terminal to the guest's root shell."},
 	{Name: "console_interact", Returns: "None", Unsupported: "interactive consoles", Doc: "Attach the terminal to the serial console."},
@@ -249,6 +264,17 @@ func str(s string, err error) (any, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+func strList(ss []string, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out, nil
 }
 
 func statusOutput(status int, out string, err error) (any, error) {

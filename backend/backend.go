@@ -22,6 +22,10 @@ import (
 // backend does not have.
 var ErrUnsupported = errors.New("not supported by this backend")
 
+// ErrNoDisplay is wrapped by a Screenshotter's error when the machine has
+// no display device (QEMU -vga none): its screen is only in the guest.
+var ErrNoDisplay = errors.New("the machine has no display device")
+
 // ErrExited is wrapped by errors caused by the hypervisor process having
 // exited (crashed, killed, or powered off).
 var ErrExited = errors.New("hypervisor process exited")

@@ -108,11 +108,27 @@ func (m *Machine) Screenshot(ctx context.Context, name string) (string, error) {
 		if err := m.beforeCommand(ctx); err != nil {
 			return err
 		}
-		s, _, err := capability[backend.Screenshotter](ctx, m, "screenshot")
+		s, inst, err := capability[backend.Screenshotter](ctx, m, "screenshot")
 		if err != nil {
 			return err
 		}
-		if err := s.Screenshot(ctx, path); err != nil {
+		if known, has := m.display(inst); !known || has {
+			err := s.Screenshot(ctx, path)
+			if !errors.Is(err, backend.ErrNoDisplay) {
+				if err != nil {
+					return fmt.Errorf("machine %s: screenshot %s: %w", m.name, path, err)
+				}
+				m.setDisplay(inst, true)
+				return nil
+			}
+			m.setDisplay(inst, false)
+		}
+		// No display device: the guest's X server's screen.
+		img, err := m.guestScreen(ctx)
+		if err != nil {
+			return err
+		}
+		if err := writePNG(path, img); err != nil {
 			return fmt.Errorf("machine %s: screenshot %s: %w", m.name, path, err)
 		}
 		return nil
@@ -166,16 +182,31 @@ func (m *Machine) sendKey(ctx context.Context, key string, c callConfig) error {
 	if err := m.beforeCommand(ctx); err != nil {
 		return err
 	}
-	ks, _, err := capability[backend.KeySender](ctx, m, "send key "+strconv.Quote(key))
+	has, err := m.hasDisplay(ctx)
 	if err != nil {
 		return err
 	}
 	name := KeyName(key)
+	if !has {
+		// No display device, so no keyboard the X server reads: the
+		// guest's xdotool types instead.
+		name = xdotoolKeys(key)
+	}
 	if !c.quiet {
 		m.Log("sending key " + strconv.Quote(name))
 	}
-	if err := ks.SendKey(ctx, name); err != nil {
-		return fmt.Errorf("machine %s: send key %q: %w", m.name, name, err)
+	if !has {
+		if _, err := m.Succeed(ctx, xdotoolCommand(key, 0)); err != nil {
+			return fmt.Errorf("machine %s: send key %q: %w", m.name, name, err)
+		}
+	} else {
+		ks, _, err := capability[backend.KeySender](ctx, m, "send key "+strconv.Quote(key))
+		if err != nil {
+			return err
+		}
+		if err := ks.SendKey(ctx, name); err != nil {
+			return fmt.Errorf("machine %s: send key %q: %w", m.name, name, err)
+		}
 	}
 	if c.delay > 0 {
 		t := time.NewTimer(c.delay)
@@ -195,6 +226,17 @@ func (m *Machine) SendChars(ctx context.Context, chars string, opts ...KeyOption
 	c := keyOptions(opts)
 	c.quiet = true
 	return m.Nested("sending keys "+strconv.Quote(chars), func() error {
+		if err := m.beforeCommand(ctx); err != nil {
+			return err
+		}
+		has, err := m.hasDisplay(ctx)
+		if err != nil {
+			return err
+		}
+		if !has {
+			_, err := m.Succeed(ctx, xdotoolType(chars, c.delay))
+			return err
+		}
 		for _, r := range chars {
 			if err := m.sendKey(ctx, string(r), c); err != nil {
 				return err

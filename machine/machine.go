@@ -29,6 +29,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/ocr"
 )
 
 const (
@@ -75,6 +76,12 @@ type Machine struct {
 	hookMu      sync.Mutex
 	before      func(ctx context.Context) error
 	hookRunning atomic.Bool
+
+	// The screen (gui.go); guarded by mu.
+	displayOf  backend.Instance // the hypervisor displayHas describes
+	displayHas bool             // it has a display device
+	ocr        *ocr.Reader      // made on first use
+	ocrSlot    chan struct{}    // one OCR job at a time
 
 	// Warm starts (warm.go); guarded by lifeMu.
 	warmTried bool      // the first start looked for a warm entry

@@ -20,7 +20,7 @@ func TestCheckMethods(t *testing.T) {
 		{"attribute", `print(server.state_dir)`, 0, 0, ""},
 		{"alias", `server.copy_from_vm("/x")`, 0, 0, ""},
 		{"misspelt", "start_all()\nserver.wait_for_unti('x')", 2, 8, `machine server has no attribute or method "wait_for_unti" (did you mean wait_for_unit?)`},
-		{"unsupported", "x = 1\nserver.wait_for_text('hi')", 2, 8, "wait_for_text: not supported yet (OCR)"},
+		{"unsupported", "x = 1\nserver.switch_root()", 2, 8, "switch_root: not supported yet (switching root from the initrd)"},
 		{"in a function", "def f():\n    server.bogus_method()", 2, 12, `no attribute or method "bogus_method"`},
 		{"one-machine alias", `machine.wait_for_windw("x")`, 1, 9, `machine machine has no attribute or method "wait_for_windw" (did you mean wait_for_window?)`},
 		{"shadowed by a parameter", "def f(server):\n    server.anything()", 0, 0, ""},
@@ -50,8 +50,8 @@ func TestCheckMethods(t *testing.T) {
 
 // TestCheckMethodsAll reports every unknown method, not just the first.
 func TestCheckMethodsAll(t *testing.T) {
-	err := script.Check("t.py", []byte("a.get_screen_text()\nb.bogus()\n"), []string{"a", "b"})
-	if err == nil || !strings.Contains(err.Error(), "get_screen_text: not supported yet (OCR)") || !strings.Contains(err.Error(), `"bogus"`) {
+	err := script.Check("t.py", []byte("a.shell_interact()\nb.bogus()\n"), []string{"a", "b"})
+	if err == nil || !strings.Contains(err.Error(), "shell_interact: not supported yet") || !strings.Contains(err.Error(), `"bogus"`) {
 		t.Errorf("Check = %v, want both errors", err)
 	}
 }

@@ -749,12 +749,23 @@ func (i *Instance) Screenshot(ctx context.Context, path string) error {
 	tmp := filepath.Join(i.stateDir, fmt.Sprintf("screendump-%d.png", i.shotSeq.Add(1)))
 	defer os.Remove(tmp)
 	if err := i.execute(ctx, "screendump", map[string]any{"filename": tmp, "format": "png"}, nil); err != nil {
+		var qe *qmp.Error
+		if errors.As(err, &qe) && noConsole(qe.Desc) {
+			return fmt.Errorf("%w (%w)", backend.ErrNoDisplay, err)
+		}
 		return err
 	}
 	if err := moveFile(tmp, path); err != nil {
 		return fmt.Errorf("machine %q: screenshot: %w", i.name, err)
 	}
 	return nil
+}
+
+// noConsole reports QEMU's screendump error for a machine without a
+// display device (7.2: "There is no console to take a screendump from";
+// older: "There is no QemuConsole I can screendump from").
+func noConsole(desc string) bool {
+	return strings.Contains(desc, "no console") || strings.Contains(desc, "no QemuConsole")
 }
 
 // SendKey presses and releases one key or chord in QEMU's key names
