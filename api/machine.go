@@ -229,7 +229,9 @@ var Methods = []Method{
 	{Name: "get_screen_text", Returns: "str", Doc: "OCR of the screen (tesseract).",
 		Call: func(ctx context.Context, r *Request) (any, error) { return str(r.Machine.GetScreenText(ctx)) }},
 	{Name: "get_screen_text_variants", Returns: "list of str", Doc: "OCR of the screen through each preprocessing variant.",
-		Call: func(ctx context.Context, r *Request) (any, error) { return strList(r.Machine.GetScreenTextVariants(ctx)) }},
+		Call: func(ctx context.Context, r *Request) (any, error) {
+			return strList(r.Machine.GetScreenTextVariants(ctx))
+		}},
 
 	// Not supported yet.
 	{Name: "switch_root", Returns: "None", Unsupported: "switching root from the initrd", Doc: "Continue from the initrd's shell into stage 2."},
