@@ -56,8 +56,12 @@ type Spec struct {
 
 // Backend starts machines on one kind of hypervisor.
 type Backend interface {
-	// Name names the hypervisor ("qemu", "mock", ...).
+	// Name identifies the backend in lower case ("qemu", "mock"): the
+	// name a command line chooses it by and the one a Snapshot records.
 	Name() string
+	// Hypervisor names the hypervisor for people ("QEMU"), in logs and
+	// error messages.
+	Hypervisor() string
 	// Start spawns the hypervisor and connects its control plane. It does
 	// not wait for the guest to boot: Instance.Shell does that. On error
 	// nothing started by Start is left running.

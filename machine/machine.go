@@ -338,7 +338,7 @@ func (m *Machine) startLocked(ctx context.Context, explicit bool) (backend.Insta
 	cw := &consoleWriter{c: m.console}
 	inst, err := m.backend.Start(ctx, m.spec(cw))
 	if err != nil {
-		return nil, fmt.Errorf("machine %s: starting the %s hypervisor: %w", m.name, m.backend.Name(), err)
+		return nil, fmt.Errorf("machine %s: starting the %s hypervisor: %w", m.name, m.backend.Hypervisor(), err)
 	}
 	return m.adopt(inst, cw)
 }
@@ -372,15 +372,8 @@ func (m *Machine) adopt(inst backend.Instance, cw *consoleWriter) (backend.Insta
 	m.wg.Add(1)
 	go m.watch(inst, cw)
 	m.mu.Unlock()
-	m.log.Info(m.name, fmt.Sprintf("%s running (pid %d)", m.hypervisorName(), inst.PID()))
+	m.log.Info(m.name, fmt.Sprintf("%s running (pid %d)", m.backend.Hypervisor(), inst.PID()))
 	return inst, nil
-}
-
-func (m *Machine) hypervisorName() string {
-	if n := m.backend.Name(); n != "qemu" {
-		return n
-	}
-	return "QEMU"
 }
 
 // watch reports the hypervisor's exit and flushes its last console line.
@@ -389,7 +382,7 @@ func (m *Machine) watch(inst backend.Instance, cw *consoleWriter) {
 	select {
 	case <-inst.Done():
 		cw.flush()
-		m.log.Info(m.name, fmt.Sprintf("%s (pid %d) %s", m.hypervisorName(), inst.PID(), exitHow(inst.ExitErr())))
+		m.log.Info(m.name, fmt.Sprintf("%s (pid %d) %s", m.backend.Hypervisor(), inst.PID(), exitHow(inst.ExitErr())))
 	case <-m.closing:
 	}
 }
@@ -533,7 +526,7 @@ func (m *Machine) exitedError(inst backend.Instance, what string) error {
 		m.mu.Unlock()
 	}
 	exitErr := inst.ExitErr()
-	msg := fmt.Sprintf("machine %s: %s: the %s hypervisor (pid %d) %s", m.name, what, m.hypervisorName(), pid, exitHow(exitErr))
+	msg := fmt.Sprintf("machine %s: %s: the %s hypervisor (pid %d) %s", m.name, what, m.backend.Hypervisor(), pid, exitHow(exitErr))
 	if d := inst.Diagnostics(); d != "" {
 		msg += "\nhypervisor diagnostics:\n" + indent(d)
 	}

@@ -140,6 +140,9 @@ func newBackend(getenv func(string) string, probe hostProbe, opts ...Option) *Ba
 // Name returns "qemu".
 func (b *Backend) Name() string { return "qemu" }
 
+// Hypervisor returns "QEMU".
+func (b *Backend) Hypervisor() string { return "QEMU" }
+
 // BootTimeout is 5 minutes under TCG and 2 under KVM, times the timeout
 // scale.
 func (b *Backend) BootTimeout() time.Duration {
