@@ -7,6 +7,12 @@
 // snapshots) are separate interfaces that an Instance may implement; a
 // caller type-asserts for them and reports ErrUnsupported when they are
 // missing.
+//
+// A failure the hypervisor can explain (it exited, or a wait for it ran
+// out of time) is returned as an *Error that carries the diagnostics as
+// data (exit status, the hypervisor's last messages, the guest's last
+// console lines) and whose text names neither the machine nor the tails:
+// the caller renders the message once.
 package backend
 
 import (
@@ -84,7 +90,8 @@ type Instance interface {
 	// resource tied to it is released.
 	Done() <-chan struct{}
 	// ExitErr describes how the process ended; nil while it runs and after
-	// a clean exit (status 0).
+	// a clean exit (status 0). Backends return an *Error (Exited set) so
+	// that callers can say how it ended and quote its last words.
 	ExitErr() error
 	// PowerDown asks the guest to power off (ACPI power button). It does
 	// not wait for the guest to do so.

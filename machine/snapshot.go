@@ -122,7 +122,7 @@ func (m *Machine) snapshotTo(ctx context.Context, name, dir string) (*Snapshot, 
 	var links []backend.Link
 	if lc, ok := inst.(backend.LinkController); ok {
 		if links, err = lc.Links(ctx); err != nil {
-			return nil, fmt.Errorf("machine %s: listing links for the snapshot: %w", m.name, err)
+			return nil, m.backendError("listing links for the snapshot", err)
 		}
 		links = m.ownMACs(links)
 	}
@@ -140,7 +140,7 @@ func (m *Machine) snapshotTo(ctx context.Context, name, dir string) (*Snapshot, 
 	}
 	release, err := sh.Hold(cctx)
 	if err != nil {
-		return nil, fmt.Errorf("machine %s: snapshot %s: %w", m.name, name, errors.Join(err, m.undoPrep(sh, prep)))
+		return nil, m.backendError("snapshot "+name, errors.Join(err, m.undoPrep(sh, prep)))
 	}
 	bs, err := sn.Snapshot(cctx, dir, backend.SnapshotOptions{})
 	release()
@@ -148,7 +148,7 @@ func (m *Machine) snapshotTo(ctx context.Context, name, dir string) (*Snapshot, 
 		err = errors.Join(err, uerr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("machine %s: snapshot %s: %w", m.name, name, err)
+		return nil, m.backendError("snapshot "+name, err)
 	}
 	s := &Snapshot{name: name, origin: m, snap: bs, links: links, prep: prep, ifs: ifs}
 	m.log.Info(m.name, fmt.Sprintf("%s saved: %.1f MiB, paused %s", name, float64(bs.Size)/(1<<20), bs.Paused.Round(time.Millisecond)))
@@ -347,7 +347,7 @@ func (m *Machine) restoreLocked(ctx context.Context, snap *Snapshot, peers []str
 	defer cancel()
 	inst, err := r.Restore(bctx, m.spec(cw), snap.snap)
 	if err != nil {
-		return fmt.Errorf("machine %s: restoring %s: %w", m.name, snap.name, err)
+		return m.backendError("restoring "+snap.name, err)
 	}
 	if _, err := m.adopt(inst, cw); err != nil {
 		return err
