@@ -7,6 +7,12 @@
 // snapshots) are separate interfaces that an Instance may implement; a
 // caller type-asserts for them and reports ErrUnsupported when they are
 // missing.
+//
+// A failure the hypervisor can explain (it exited, or a wait for it ran
+// out of time) is returned as an *Error that carries the diagnostics as
+// data (exit status, the hypervisor's last messages, the guest's last
+// console lines) and whose text names neither the machine nor the tails:
+// the caller renders the message once.
 package backend
 
 import (
@@ -60,8 +66,12 @@ type Spec struct {
 
 // Backend starts machines on one kind of hypervisor.
 type Backend interface {
-	// Name names the hypervisor ("qemu", "mock", ...).
+	// Name identifies the backend in lower case ("qemu", "mock"): the
+	// name a command line chooses it by and the one a Snapshot records.
 	Name() string
+	// Hypervisor names the hypervisor for people ("QEMU"), in logs and
+	// error messages.
+	Hypervisor() string
 	// Start spawns the hypervisor and connects its control plane. It does
 	// not wait for the guest to boot: Instance.Shell does that. On error
 	// nothing started by Start is left running.
@@ -84,7 +94,8 @@ type Instance interface {
 	// resource tied to it is released.
 	Done() <-chan struct{}
 	// ExitErr describes how the process ended; nil while it runs and after
-	// a clean exit (status 0).
+	// a clean exit (status 0). Backends return an *Error (Exited set) so
+	// that callers can say how it ended and quote its last words.
 	ExitErr() error
 	// PowerDown asks the guest to power off (ACPI power button). It does
 	// not wait for the guest to do so.

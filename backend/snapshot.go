@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/vmdriver/vmdriver/backdoor"
 )
 
 // ErrSnapshotMismatch is wrapped by errors reporting a snapshot that
@@ -61,4 +63,29 @@ type Restorer interface {
 	// ErrSnapshotMismatch that names the difference; on any error nothing
 	// Restore started is left running.
 	Restore(ctx context.Context, spec Spec, snap *Snapshot) (Instance, error)
+}
+
+// SnapshotPreparer is implemented by instances whose snapshots need the
+// guest prepared first: guest state the hypervisor cannot save is put
+// aside before Snapshotter.Snapshot and put back afterwards (QEMU cannot
+// save a guest with a 9p share mounted, so it unmounts them).
+type SnapshotPreparer interface {
+	// PrepareSnapshot puts aside, through the guest's root shell sh,
+	// what the snapshot cannot hold, and says how to put it back. On
+	// error the guest is as it was: whatever it had put aside is back.
+	PrepareSnapshot(ctx context.Context, sh *backdoor.Shell) (GuestPrep, error)
+}
+
+// GuestPrep is what SnapshotPreparer.PrepareSnapshot did to a guest. The
+// caller keeps it with the snapshot (it is plain data, saved with warm
+// entries).
+type GuestPrep struct {
+	// Undo is a guest shell script that puts back what was put aside;
+	// empty when nothing was. The caller runs it on the original guest
+	// once the snapshot is taken (or failed), and first thing on every
+	// machine restored from the snapshot.
+	Undo string
+	// What says what Undo does, for error messages ("mounting the
+	// guest's 9p shares again").
+	What string
 }

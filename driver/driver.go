@@ -2,6 +2,14 @@
 // polling conditions, output directory and teardown. It is what the
 // NixOS test driver's Driver class is, for the script runtime and for Go
 // programs that drive several machines.
+//
+// A driver runs its machines on the backend it is given (WithBackend);
+// it knows no hypervisor itself. Go programs pass one explicitly:
+//
+//	d, err := driver.New(cfg, driver.WithBackend(qemu.New()))
+//
+// (package github.com/vmdriver/vmdriver/backend/qemu). The vmdriver
+// command picks one with its --backend flag.
 package driver
 
 import (
@@ -17,7 +25,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmdriver/vmdriver/backend"
-	"github.com/vmdriver/vmdriver/backend/qemu"
 	"github.com/vmdriver/vmdriver/images"
 	"github.com/vmdriver/vmdriver/machine"
 	"github.com/vmdriver/vmdriver/vlan"
@@ -25,6 +32,9 @@ import (
 
 // ErrGlobalTimeout is returned when the run outlived its global timeout.
 var ErrGlobalTimeout = errors.New("global timeout reached")
+
+// ErrNoBackend is returned by New when no backend was given.
+var ErrNoBackend = errors.New("driver: no backend to run the machines on: pass one with driver.WithBackend, such as driver.WithBackend(qemu.New()) from github.com/vmdriver/vmdriver/backend/qemu")
 
 // Logger is what the driver logs through: a machine.Logger that also
 // knows subtests (report.Logger implements it).
@@ -37,7 +47,7 @@ type Logger interface {
 // Option configures a Driver.
 type Option func(*Driver)
 
-// WithBackend sets the backend machines run on (default: QEMU).
+// WithBackend sets the backend the machines run on. New requires it.
 func WithBackend(b backend.Backend) Option { return func(d *Driver) { d.backend = b } }
 
 // WithLogger sets where the run logs (default: plain text on stderr).
@@ -72,8 +82,9 @@ type Driver struct {
 
 // New prepares a run: a private run directory, one VDE switch per
 // configured VLAN (running when New returns), and one machine per
-// configured start script (none is started yet). On error nothing is
-// left running.
+// configured start script (none is started yet). It needs a backend
+// (WithBackend): without one it returns ErrNoBackend. On error nothing
+// is left running.
 func New(cfg Config, opts ...Option) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -86,10 +97,12 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 	}
 	d := &Driver{cfg: cfg}
 	for _, o := range opts {
-		o(d)
+		if o != nil {
+			o(d)
+		}
 	}
 	if d.backend == nil {
-		d.backend = qemu.New()
+		return nil, ErrNoBackend
 	}
 	if d.log == nil {
 		d.log = plainLogger{machine.NewTextLogger(os.Stderr)}

@@ -93,6 +93,19 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+func TestNewNeedsABackend(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", tmp)
+	cfg := Config{Machines: []MachineConfig{{Name: "a", StartScript: "/x/run-a-vm"}}, VLANs: []int{1}, OutputDir: t.TempDir()}
+	d, err := New(cfg, WithLogger(plainLogger{machine.DiscardLogger()}))
+	if d != nil || !errors.Is(err, ErrNoBackend) || !strings.Contains(err.Error(), "WithBackend(qemu.New())") {
+		t.Fatalf("New without a backend = %v, %v; want ErrNoBackend saying what to pass", d, err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("New without a backend left %s behind", left[0].Name())
+	}
+}
+
 func newMockDriver(t *testing.T, cfg Config, opts ...Option) (*Driver, *mock.Backend) {
 	t.Helper()
 	b := mock.New()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdriver/vmdriver/backend/qemu"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/internal/testenv"
 	"github.com/vmdriver/vmdriver/report"
@@ -42,7 +43,7 @@ func TestScripts(t *testing.T) {
 				Machines:      []driver.MachineConfig{{Name: kind, StartScript: start}},
 				GlobalTimeout: 10 * time.Minute,
 				OutputDir:     out,
-			}, driver.WithLogger(log))
+			}, driver.WithBackend(qemu.New()), driver.WithLogger(log))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -42,7 +42,7 @@ func testFork(t *testing.T, kind images.Kind) {
 	d, err := driver.New(driver.Config{
 		Machines: []driver.MachineConfig{{Name: "base", StartScript: scripts[0]}},
 		VLANs:    []int{1},
-	}, driver.WithMachineOptions(machine.WithLogger(machine.NewTextLogger(testWriter{t}))))
+	}, driver.WithBackend(sharedBackend()), driver.WithMachineOptions(machine.WithLogger(machine.NewTextLogger(testWriter{t}))))
 	if err != nil {
 		t.Fatal(err)
 	}

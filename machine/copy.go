@@ -10,6 +10,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+
+	"github.com/vmdriver/vmdriver/internal/shellquote"
 )
 
 // guestShared is where the guest sees the shared directory.
@@ -36,10 +38,10 @@ func (m *Machine) CopyFromHost(ctx context.Context, source, target string) error
 			return fmt.Errorf("machine %s: copy from host: staging %s: %w", m.name, source, err)
 		}
 		staged := path.Join(guestShared, filepath.Base(tmp), name)
-		if _, err := m.Succeed(ctx, "mkdir -p -- "+shellQuote(path.Dir(target))); err != nil {
+		if _, err := m.Succeed(ctx, "mkdir -p -- "+shellquote.Quote(path.Dir(target))); err != nil {
 			return err
 		}
-		_, err = m.Succeed(ctx, "cp -r -- "+shellQuote(staged)+" "+shellQuote(target))
+		_, err = m.Succeed(ctx, "cp -r -- "+shellquote.Quote(staged)+" "+shellquote.Quote(target))
 		return err
 	})
 }
@@ -53,7 +55,7 @@ func (m *Machine) CopyFromHostViaShell(ctx context.Context, source, target strin
 		if err != nil {
 			return fmt.Errorf("machine %s: copy from host via shell: %w", m.name, err)
 		}
-		if _, err := m.Succeed(ctx, "mkdir -p -- "+shellQuote(path.Dir(target))); err != nil {
+		if _, err := m.Succeed(ctx, "mkdir -p -- "+shellquote.Quote(path.Dir(target))); err != nil {
 			return err
 		}
 		redirect := ">"
@@ -61,7 +63,7 @@ func (m *Machine) CopyFromHostViaShell(ctx context.Context, source, target strin
 			n := min(len(data), uploadChunk)
 			chunk := base64.StdEncoding.EncodeToString(data[:n])
 			data = data[n:]
-			cmd := "printf %s " + shellQuote(chunk) + " | base64 -d " + redirect + " " + shellQuote(target)
+			cmd := "printf %s " + shellquote.Quote(chunk) + " | base64 -d " + redirect + " " + shellquote.Quote(target)
 			if _, err := m.Succeed(ctx, cmd); err != nil {
 				return err
 			}
@@ -87,10 +89,10 @@ func (m *Machine) CopyFromMachine(ctx context.Context, source, targetDir string)
 		}
 		defer os.RemoveAll(tmp)
 		guestTmp := path.Join(guestShared, filepath.Base(tmp))
-		if _, err := m.Succeed(ctx, "mkdir -p -- "+shellQuote(guestTmp)); err != nil {
+		if _, err := m.Succeed(ctx, "mkdir -p -- "+shellquote.Quote(guestTmp)); err != nil {
 			return err
 		}
-		if _, err := m.Succeed(ctx, "cp -r -- "+shellQuote(source)+" "+shellQuote(path.Join(guestTmp, name))); err != nil {
+		if _, err := m.Succeed(ctx, "cp -r -- "+shellquote.Quote(source)+" "+shellquote.Quote(path.Join(guestTmp, name))); err != nil {
 			return err
 		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

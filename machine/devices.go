@@ -20,7 +20,7 @@ func (m *Machine) SendConsole(ctx context.Context, s string) error {
 		return err
 	}
 	if err := cw.WriteConsole(ctx, []byte(s)); err != nil {
-		return fmt.Errorf("machine %s: send console input: %w", m.name, err)
+		return m.backendError("send console input", err)
 	}
 	return nil
 }
@@ -37,7 +37,7 @@ func (m *Machine) SendMonitorCommand(ctx context.Context, cmd string) (string, e
 	}
 	out, err := mon.MonitorCommand(ctx, cmd)
 	if err != nil {
-		return "", fmt.Errorf("machine %s: monitor command %q: %w", m.name, cmd, err)
+		return "", m.backendError("monitor command "+strconv.Quote(cmd), err)
 	}
 	return out, nil
 }
@@ -54,7 +54,7 @@ func (m *Machine) ControlCommand(ctx context.Context, cmd string, args map[strin
 	}
 	out, err := rc.ControlCommand(ctx, cmd, args)
 	if err != nil {
-		return nil, fmt.Errorf("machine %s: control command %q: %w", m.name, cmd, err)
+		return nil, m.backendError("control command "+strconv.Quote(cmd), err)
 	}
 	return out, nil
 }
@@ -82,7 +82,7 @@ func (m *Machine) WaitForQMPEvent(ctx context.Context, filter func(backend.Event
 		case errors.Is(err, context.DeadlineExceeded):
 			return backend.Event{}, m.waitError("a matching QMP event", time.Since(start), "", nil)
 		}
-		return backend.Event{}, fmt.Errorf("machine %s: waiting for a QMP event: %w", m.name, err)
+		return backend.Event{}, m.backendError("waiting for a QMP event", err)
 	}
 	return ev, nil
 }
@@ -116,7 +116,7 @@ func (m *Machine) Screenshot(ctx context.Context, name string) (string, error) {
 			err := s.Screenshot(ctx, path)
 			if !errors.Is(err, backend.ErrNoDisplay) {
 				if err != nil {
-					return fmt.Errorf("machine %s: screenshot %s: %w", m.name, path, err)
+					return m.backendError("screenshot "+path, err)
 				}
 				m.setDisplay(inst, true)
 				return nil
@@ -205,7 +205,7 @@ func (m *Machine) sendKey(ctx context.Context, key string, c callConfig) error {
 			return err
 		}
 		if err := ks.SendKey(ctx, name); err != nil {
-			return fmt.Errorf("machine %s: send key %q: %w", m.name, name, err)
+			return m.backendError("send key "+strconv.Quote(name), err)
 		}
 	}
 	if c.delay > 0 {

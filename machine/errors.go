@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/vmdriver/vmdriver/backend"
 )
 
 // ErrTimeout is wrapped by every error reporting that a wait or command
@@ -32,6 +34,12 @@ var ErrCheckFailed = errors.New("check failed")
 // ErrClosed is returned by calls on a Machine after Close.
 var ErrClosed = errors.New("machine is closed")
 
+// Error messages are rendered here, once: the machine's name, what it was
+// doing, the cause's own words, then the hypervisor's last messages and
+// the console lines, each at most once. Backends return their
+// diagnostics as data (backend.Error) rather than text, so nothing is
+// quoted twice.
+
 // WaitError reports a wait (or command) that ran out of time. It wraps
 // ErrTimeout and the last error seen, if any.
 type WaitError struct {
@@ -44,17 +52,21 @@ type WaitError struct {
 	// Detail is the last observation, such as "unit nginx.service is
 	// inactive and has no pending job"; it may be empty.
 	Detail string
-	// Console holds the machine's last console lines.
+	// Console holds the machine's last console lines (the backend's,
+	// when Err carries them).
 	Console []string
 	// Err is the error the last attempt ended with, if any.
 	Err error
 }
 
 // Error says what was awaited, for how long, what was seen last, and
-// lists the console lines.
+// lists the hypervisor's last messages (when Err carries them) and the
+// console lines.
 func (e *WaitError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.summary())
+	stderr, _, _ := backendTails(e.Err)
+	writeDiagnostics(&b, stderr)
 	writeConsole(&b, e.Console)
 	return b.String()
 }
@@ -96,6 +108,49 @@ func writeConsole(b *strings.Builder, lines []string) {
 		b.WriteString("\n    " + l)
 	}
 }
+
+// writeDiagnostics appends the hypervisor's last messages to an error
+// message.
+func writeDiagnostics(b *strings.Builder, lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	b.WriteString("\nhypervisor diagnostics:")
+	for _, l := range lines {
+		b.WriteString("\n    " + l)
+	}
+}
+
+// backendTails returns the hypervisor's last messages and the console
+// lines that the first backend.Error in err's tree carries, and whether
+// there is one.
+func backendTails(err error) (stderr, console []string, ok bool) {
+	var be *backend.Error
+	if !errors.As(err, &be) {
+		return nil, nil, false
+	}
+	return be.Stderr, be.Console, true
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) []string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return nil
+	}
+	lines := strings.Split(s, "\n")
+	return lines[max(0, len(lines)-n):]
+}
+
+// renderedError is an error whose whole message the machine rendered
+// (see above); it wraps the errors it reports.
+type renderedError struct {
+	msg  string
+	errs []error
+}
+
+func (e *renderedError) Error() string   { return e.msg }
+func (e *renderedError) Unwrap() []error { return e.errs }
 
 // CommandError reports a command whose exit status contradicts what
 // Succeed or Fail required. It wraps ErrCheckFailed.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/shellquote"
 	"github.com/vmdriver/vmdriver/internal/xwd"
 	"github.com/vmdriver/vmdriver/ocr"
 )
@@ -399,10 +400,10 @@ func xdotoolCommand(key string, delay time.Duration) string {
 	if len([]rune(key)) == 1 {
 		return xdotoolType(key, delay)
 	}
-	return xEnv + "xdotool key --clearmodifiers " + shellQuote(xdotoolKeys(key))
+	return xEnv + "xdotool key --clearmodifiers " + shellquote.Quote(xdotoolKeys(key))
 }
 
 // xdotoolType types text on display :0, pausing delay after each key.
 func xdotoolType(text string, delay time.Duration) string {
-	return xEnv + "xdotool type --clearmodifiers --delay " + strconv.Itoa(int(delay.Milliseconds())) + " -- " + shellQuote(text)
+	return xEnv + "xdotool type --clearmodifiers --delay " + strconv.Itoa(int(delay.Milliseconds())) + " -- " + shellquote.Quote(text)
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/shellquote"
 )
 
 func TestWindowNames(t *testing.T) {
@@ -36,7 +38,7 @@ func TestXdotoolKeys(t *testing.T) {
 			t.Errorf("xdotoolKeys(%q) = %q, want %q", key, got, want)
 		}
 	}
-	if got, want := xdotoolCommand("'", 0), xEnv+`xdotool type --clearmodifiers --delay 0 -- `+shellQuote("'"); got != want {
+	if got, want := xdotoolCommand("'", 0), xEnv+`xdotool type --clearmodifiers --delay 0 -- `+shellquote.Quote("'"); got != want {
 		t.Errorf("xdotoolCommand(') = %s, want %s", got, want)
 	}
 	if got, want := xdotoolType("a b", 40*time.Millisecond), xEnv+`xdotool type --clearmodifiers --delay 40 -- 'a b'`; got != want {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/shellquote"
 )
 
 // A restored clone starts as an exact copy of its original: same clock
@@ -24,45 +25,6 @@ import (
 // discoverCommand lists the guest's interfaces and addresses (iproute2
 // and busybox ip, one line each).
 const discoverCommand = "ip -o link; ip -o addr"
-
-// mountsCommand lists 9p mounts as "SOURCE DIR OPTIONS" lines with shell
-// builtins only.
-const mountsCommand = `while read -r src dir fs opts rest; do if [ "$fs" = 9p ]; then echo "$src $dir $opts"; fi; done < /proc/mounts`
-
-// guestMount is a 9p share mounted in the guest.
-type guestMount struct {
-	Source, Dir, Options string
-}
-
-// parseMounts reads mountsCommand's output.
-func parseMounts(out string) []guestMount {
-	var ms []guestMount
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 3 {
-			ms = append(ms, guestMount{Source: f[0], Dir: f[1], Options: f[2]})
-		}
-	}
-	return ms
-}
-
-// mountScript remounts ms (in order).
-func mountScript(ms []guestMount) string {
-	var sb strings.Builder
-	for _, m := range ms {
-		fmt.Fprintf(&sb, "mount -t 9p -o %s %s %s\n", shellQuote(m.Options), shellQuote(m.Source), shellQuote(m.Dir))
-	}
-	return sb.String()
-}
-
-// unmountScript unmounts ms, innermost (last mounted) first.
-func unmountScript(ms []guestMount) string {
-	var sb strings.Builder
-	for k := len(ms) - 1; k >= 0; k-- {
-		fmt.Fprintf(&sb, "umount %s\n", shellQuote(ms[k].Dir))
-	}
-	return sb.String()
-}
 
 // guestIface is one interface as the guest lists it.
 type guestIface struct {
@@ -176,22 +138,25 @@ type identity struct {
 	Now      time.Time
 	// Peers are /etc/hosts lines for the clone and its siblings.
 	Peers []string
-	// Mounts are the 9p shares to mount again.
-	Mounts []guestMount
+	// Undo is the guest script that undoes the backend's preparation
+	// for the snapshot (backend.GuestPrep.Undo); it runs first.
+	Undo string
 }
 
 // identityScript builds the guest commands that give a clone id. links
 // are the original's links; ifs is what the guest listed.
 func identityScript(id identity, links []backend.Link, ifs map[string]*guestIface) (string, error) {
 	var sb strings.Builder
-	sb.WriteString(mountScript(id.Mounts))
+	if id.Undo != "" {
+		sb.WriteString(strings.TrimRight(id.Undo, "\n") + "\n")
+	}
 	secs := id.Now.Unix()
 	fmt.Fprintf(&sb, "date -s @%d.%09d >/dev/null 2>&1 || date -s @%d >/dev/null\n", secs, id.Now.Nanosecond(), secs)
 	// The kernel's host name through /proc: a shell builtin, where the
 	// hostname program would be one more process to start (each costs
 	// tenths of a second in a guest whose translated code is gone).
-	fmt.Fprintf(&sb, "echo %s > /proc/sys/kernel/hostname\n", shellQuote(id.Hostname))
-	fmt.Fprintf(&sb, "echo %s > /etc/hostname\n", shellQuote(id.Hostname))
+	fmt.Fprintf(&sb, "echo %s > /proc/sys/kernel/hostname\n", shellquote.Quote(id.Hostname))
+	fmt.Fprintf(&sb, "echo %s > /etc/hostname\n", shellquote.Quote(id.Hostname))
 	machineID := make([]byte, 16)
 	seed := make([]byte, 64)
 	rand.Read(machineID)
@@ -220,7 +185,7 @@ func identityScript(id identity, links []backend.Link, ifs map[string]*guestIfac
 		if g == nil {
 			return "", fmt.Errorf("the guest has no interface with MAC %s (VLAN %d); cannot give the clone its own address", l.MAC, vlan)
 		}
-		dev := shellQuote(g.Dev)
+		dev := shellquote.Quote(g.Dev)
 		mac := nodeMAC(vlan, id.Node)
 		fmt.Fprintf(&sb, "ip link set dev %s address %s\n", dev, mac)
 		oldLL, _ := linkLocal(g.MAC)
@@ -239,7 +204,7 @@ func identityScript(id identity, links []backend.Link, ifs map[string]*guestIfac
 		fmt.Fprintf(&sb, "ip neigh flush dev %s\n", dev)
 	}
 	for _, line := range id.Peers {
-		fmt.Fprintf(&sb, "echo %s >> /etc/hosts\n", shellQuote(line))
+		fmt.Fprintf(&sb, "echo %s >> /etc/hosts\n", shellquote.Quote(line))
 	}
 	return sb.String(), nil
 }

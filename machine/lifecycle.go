@@ -68,7 +68,7 @@ func (m *Machine) Crash(ctx context.Context) error {
 	}
 	m.Log("forced crash")
 	if err := inst.Kill(ctx); err != nil {
-		return fmt.Errorf("machine %s: crash: %w", m.name, err)
+		return m.backendError("crash", err)
 	}
 	return m.reap(inst)
 }
@@ -98,7 +98,7 @@ func (m *Machine) Halt(ctx context.Context, opts ...WaitOption) error {
 	case <-t.C:
 		m.log.Warn(m.name, fmt.Sprintf("halt: the hypervisor did not exit %v after poweroff -f; killing it", grace))
 		if err := inst.Kill(ctx); err != nil {
-			return fmt.Errorf("machine %s: halt: %w", m.name, err)
+			return m.backendError("halt", err)
 		}
 	case <-ctx.Done():
 		return fmt.Errorf("machine %s: halt: %w", m.name, ctx.Err())

@@ -26,7 +26,7 @@ func (m *Machine) Links(ctx context.Context) ([]backend.Link, error) {
 	}
 	ls, err := lc.Links(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("machine %s: listing network links: %w", m.name, err)
+		return nil, m.backendError("listing network links", err)
 	}
 	return m.ownMACs(ls), nil
 }
@@ -77,7 +77,7 @@ func (m *Machine) setVLANLinks(ctx context.Context, up bool) error {
 	}
 	all, err := lc.Links(ctx)
 	if err != nil {
-		return fmt.Errorf("machine %s: %s: listing network links: %w", m.name, what, err)
+		return m.backendError(what+": listing network links", err)
 	}
 	var vlans []backend.Link
 	for _, l := range all {
@@ -93,7 +93,7 @@ func (m *Machine) setVLANLinks(ctx context.Context, up bool) error {
 		var errs []error
 		for _, l := range vlans {
 			if err := lc.SetLink(ctx, l.Name, up); err != nil {
-				errs = append(errs, fmt.Errorf("machine %s: %s: link %s (vlan %d): %w", m.name, what, l.Name, l.VLAN, err))
+				errs = append(errs, m.backendError(fmt.Sprintf("%s: link %s (vlan %d)", what, l.Name, l.VLAN), err))
 			}
 		}
 		return errors.Join(errs...)
@@ -129,7 +129,7 @@ func (m *Machine) ForwardPort(ctx context.Context, hostPort, guestPort int) erro
 			return err
 		}
 		if err := pf.ForwardPort(ctx, hostPort, guestPort); err != nil {
-			return fmt.Errorf("machine %s: forwarding host port %d to guest port %d: %w", m.name, hostPort, guestPort, err)
+			return m.backendError(fmt.Sprintf("forwarding host port %d to guest port %d", hostPort, guestPort), err)
 		}
 		return nil
 	})

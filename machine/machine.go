@@ -29,6 +29,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/shellquote"
 	"github.com/vmdriver/vmdriver/ocr"
 )
 
@@ -191,9 +192,9 @@ func (m *Machine) ReproduceCommand() string {
 	}
 	var b strings.Builder
 	for _, kv := range m.cfg.env {
-		b.WriteString(shellQuote(kv) + " ")
+		b.WriteString(shellquote.Quote(kv) + " ")
 	}
-	b.WriteString("vmdriver eval-file -I --start-scripts " + shellQuote(m.cfg.startScript))
+	b.WriteString("vmdriver eval-file -I --start-scripts " + shellquote.Quote(m.cfg.startScript))
 	return b.String()
 }
 
@@ -370,7 +371,7 @@ func (m *Machine) startLocked(ctx context.Context, explicit bool) (backend.Insta
 	cw := &consoleWriter{c: m.console}
 	inst, err := m.backend.Start(ctx, m.spec(cw))
 	if err != nil {
-		return nil, fmt.Errorf("machine %s: starting the %s hypervisor: %w", m.name, m.backend.Name(), err)
+		return nil, m.backendError("starting the "+m.backend.Hypervisor()+" hypervisor", err)
 	}
 	return m.adopt(inst, cw)
 }
@@ -404,15 +405,8 @@ func (m *Machine) adopt(inst backend.Instance, cw *consoleWriter) (backend.Insta
 	m.wg.Add(1)
 	go m.watch(inst, cw)
 	m.mu.Unlock()
-	m.log.Info(m.name, fmt.Sprintf("%s running (pid %d)", m.hypervisorName(), inst.PID()))
+	m.log.Info(m.name, fmt.Sprintf("%s running (pid %d)", m.backend.Hypervisor(), inst.PID()))
 	return inst, nil
-}
-
-func (m *Machine) hypervisorName() string {
-	if n := m.backend.Name(); n != "qemu" {
-		return n
-	}
-	return "QEMU"
 }
 
 // watch reports the hypervisor's exit and flushes its last console line.
@@ -421,14 +415,20 @@ func (m *Machine) watch(inst backend.Instance, cw *consoleWriter) {
 	select {
 	case <-inst.Done():
 		cw.flush()
-		m.log.Info(m.name, fmt.Sprintf("%s (pid %d) %s", m.hypervisorName(), inst.PID(), exitHow(inst.ExitErr())))
+		m.log.Info(m.name, fmt.Sprintf("%s (pid %d) %s", m.backend.Hypervisor(), inst.PID(), exitHow(inst.ExitErr())))
 	case <-m.closing:
 	}
 }
 
+// exitHow says how the hypervisor ended (Instance.ExitErr's err), for a
+// message that named it already.
 func exitHow(err error) string {
-	if err == nil {
+	var be *backend.Error
+	switch {
+	case err == nil:
 		return "exited cleanly"
+	case errors.As(err, &be) && be.Exited:
+		return be.HowExited()
 	}
 	return "exited: " + err.Error()
 }
@@ -533,7 +533,7 @@ func (m *Machine) failure(parent context.Context, inst backend.Instance, sh *bac
 	if errors.Is(err, context.DeadlineExceeded) {
 		return m.waitError(what, time.Since(start), "", err)
 	}
-	return fmt.Errorf("machine %s: %s: %w", m.name, what, err)
+	return m.backendError(what, err)
 }
 
 // hypervisorGone reports whether err was caused by the hypervisor's
@@ -556,7 +556,9 @@ func (m *Machine) hypervisorGone(inst backend.Instance, sh *backdoor.Shell, err 
 	}
 }
 
-// exitedError reports that inst's hypervisor is gone.
+// exitedError reports that inst's hypervisor is gone: how it ended, its
+// last messages (those its exit error carries, else its Diagnostics) and
+// the console lines.
 func (m *Machine) exitedError(inst backend.Instance, what string) error {
 	pid := inst.PID()
 	if pid == 0 {
@@ -565,30 +567,50 @@ func (m *Machine) exitedError(inst backend.Instance, what string) error {
 		m.mu.Unlock()
 	}
 	exitErr := inst.ExitErr()
-	msg := fmt.Sprintf("machine %s: %s: the %s hypervisor (pid %d) %s", m.name, what, m.hypervisorName(), pid, exitHow(exitErr))
-	if d := inst.Diagnostics(); d != "" {
-		msg += "\nhypervisor diagnostics:\n" + indent(d)
+	var b strings.Builder
+	fmt.Fprintf(&b, "machine %s: %s: the %s hypervisor (pid %d) %s", m.name, what, m.backend.Hypervisor(), pid, exitHow(exitErr))
+	stderr, _, ok := backendTails(exitErr)
+	if !ok {
+		stderr = lastLines(inst.Diagnostics(), consoleTail)
+	}
+	writeDiagnostics(&b, stderr)
+	writeConsole(&b, m.consoleLines(exitErr))
+	errs := []error{backend.ErrExited}
+	if exitErr != nil {
+		errs = append(errs, exitErr)
+	}
+	return &renderedError{msg: b.String(), errs: errs}
+}
+
+// backendError reports err, which the backend returned while the machine
+// was doing what: the machine's name once, err's own words, then the
+// hypervisor's last messages and the console lines when err carries them
+// (a backend.Error), each once.
+func (m *Machine) backendError(what string, err error) error {
+	stderr, _, ok := backendTails(err)
+	if !ok {
+		return fmt.Errorf("machine %s: %s: %w", m.name, what, err)
 	}
 	var b strings.Builder
-	b.WriteString(msg)
-	writeConsole(&b, m.console.tail())
-	if exitErr != nil {
-		return &exitedErr{msg: b.String(), errs: []error{backend.ErrExited, exitErr}}
+	fmt.Fprintf(&b, "machine %s: %s: %v", m.name, what, err)
+	writeDiagnostics(&b, stderr)
+	writeConsole(&b, m.consoleLines(err))
+	return &renderedError{msg: b.String(), errs: []error{err}}
+}
+
+// consoleLines is what an error report about err quotes of the console:
+// the lines a backend.Error in err carries (the failing process's own),
+// else the machine's last lines.
+func (m *Machine) consoleLines(err error) []string {
+	if _, console, _ := backendTails(err); len(console) > 0 {
+		return console
 	}
-	return &exitedErr{msg: b.String(), errs: []error{backend.ErrExited}}
+	return m.console.tail()
 }
-
-type exitedErr struct {
-	msg  string
-	errs []error
-}
-
-func (e *exitedErr) Error() string   { return e.msg }
-func (e *exitedErr) Unwrap() []error { return e.errs }
 
 // waitError builds the WaitError of a wait that ran out of time.
 func (m *Machine) waitError(what string, waited time.Duration, detail string, err error) error {
-	return &WaitError{Machine: m.name, What: what, Waited: waited, Detail: detail, Console: m.console.tail(), Err: err}
+	return &WaitError{Machine: m.name, What: what, Waited: waited, Detail: detail, Console: m.consoleLines(err), Err: err}
 }
 
 // ctxError reports that the caller's ctx ended a wait: a deadline is a

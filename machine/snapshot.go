@@ -26,7 +26,9 @@ type Snapshot struct {
 	origin *Machine
 	snap   *backend.Snapshot
 	links  []backend.Link
-	mounts []guestMount
+	// prep is what the backend did to the guest before saving it
+	// (backend.SnapshotPreparer); every clone undoes it first.
+	prep backend.GuestPrep
 	// ifs is the guest's interfaces and addresses as saved, listed when
 	// the machine is on a VLAN: every clone starts from exactly that
 	// state, so its identity is fixed up in one round trip.
@@ -68,9 +70,11 @@ var snapshotName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // Snapshot saves the machine's whole state now (booting it first if it is
 // not up) and returns a handle new machines can be restored from; the
-// machine keeps running. An empty name gets snap-<k>. The guest's 9p
-// shares are unmounted while the state is saved (QEMU cannot save a guest
-// that has one mounted) and mounted again afterwards.
+// machine keeps running. An empty name gets snap-<k>. When the backend's
+// snapshots need the guest prepared (backend.SnapshotPreparer: QEMU
+// unmounts the guest's 9p shares), that is done before the state is
+// saved and undone afterwards, in the machine and in every machine
+// restored from the snapshot.
 func (m *Machine) Snapshot(ctx context.Context, name string) (*Snapshot, error) {
 	if name == "" {
 		name = fmt.Sprintf("snap-%d", m.snaps.Add(1))
@@ -118,7 +122,7 @@ func (m *Machine) snapshotTo(ctx context.Context, name, dir string) (*Snapshot, 
 	var links []backend.Link
 	if lc, ok := inst.(backend.LinkController); ok {
 		if links, err = lc.Links(ctx); err != nil {
-			return nil, fmt.Errorf("machine %s: listing links for the snapshot: %w", m.name, err)
+			return nil, m.backendError("listing links for the snapshot", err)
 		}
 		links = m.ownMACs(links)
 	}
@@ -128,23 +132,25 @@ func (m *Machine) snapshotTo(ctx context.Context, name, dir string) (*Snapshot, 
 	if err != nil {
 		return nil, err
 	}
-	mounts, err := m.unmountShares(cctx, sh)
-	if err != nil {
-		return nil, err
+	var prep backend.GuestPrep
+	if p, ok := inst.(backend.SnapshotPreparer); ok {
+		if prep, err = p.PrepareSnapshot(cctx, sh); err != nil {
+			return nil, fmt.Errorf("machine %s: %w", m.name, err)
+		}
 	}
 	release, err := sh.Hold(cctx)
 	if err != nil {
-		return nil, errors.Join(err, m.remount(sh, mounts))
+		return nil, m.backendError("snapshot "+name, errors.Join(err, m.undoPrep(sh, prep)))
 	}
 	bs, err := sn.Snapshot(cctx, dir, backend.SnapshotOptions{})
 	release()
-	if rerr := m.remount(sh, mounts); rerr != nil {
-		err = errors.Join(err, rerr)
+	if uerr := m.undoPrep(sh, prep); uerr != nil {
+		err = errors.Join(err, uerr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("machine %s: snapshot %s: %w", m.name, name, err)
+		return nil, m.backendError("snapshot "+name, err)
 	}
-	s := &Snapshot{name: name, origin: m, snap: bs, links: links, mounts: mounts, ifs: ifs}
+	s := &Snapshot{name: name, origin: m, snap: bs, links: links, prep: prep, ifs: ifs}
 	m.log.Info(m.name, fmt.Sprintf("%s saved: %.1f MiB, paused %s", name, float64(bs.Size)/(1<<20), bs.Paused.Round(time.Millisecond)))
 	return s, nil
 }
@@ -166,52 +172,21 @@ func (m *Machine) discoverInterfaces(ctx context.Context, sh *backdoor.Shell, li
 	return parseInterfaces(string(res.Output)), nil
 }
 
-// unmountShares lists the guest's 9p mounts and unmounts them. A guest
-// whose shell cannot list them (no /proc/mounts) has none to unmount.
-func (m *Machine) unmountShares(ctx context.Context, sh *backdoor.Shell) ([]guestMount, error) {
-	res, err := sh.Run(ctx, mountsCommand, backdoor.RunOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("machine %s: listing 9p mounts: %w", m.name, err)
-	}
-	if res.Status != 0 {
-		return nil, nil
-	}
-	mounts := parseMounts(string(res.Output))
-	if len(mounts) == 0 {
-		return nil, nil
-	}
-	res, err = sh.Run(ctx, "sync\n"+unmountScript(mounts), backdoor.RunOptions{})
-	if err == nil && res.Status != 0 {
-		err = fmt.Errorf("status %d: %s", res.Status, strings.TrimSpace(string(res.Output)))
-	}
-	if err != nil {
-		// Some may be unmounted: mount them all back.
-		return nil, errors.Join(fmt.Errorf("machine %s: unmounting the guest's 9p shares for the snapshot (QEMU cannot save a guest with one mounted; is a process using it?): %w", m.name, err),
-			m.remount(sh, mounts))
-	}
-	return mounts, nil
-}
-
-// remount mounts the shares unmountShares took down. It has its own
-// deadline: it must run even when the caller's context has ended.
-func (m *Machine) remount(sh *backdoor.Shell, mounts []guestMount) error {
-	if len(mounts) == 0 {
+// undoPrep runs prep.Undo on the original guest after a snapshot. It
+// has its own deadline: it must run even when the caller's context has
+// ended.
+func (m *Machine) undoPrep(sh *backdoor.Shell, prep backend.GuestPrep) error {
+	if prep.Undo == "" {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.commandTimeout)
 	defer cancel()
-	var script strings.Builder
-	for _, mt := range mounts {
-		// Only those not mounted: a failed unmount may have left some.
-		fmt.Fprintf(&script, "grep -q %s /proc/mounts || ", shellQuote(" "+mt.Dir+" 9p "))
-		script.WriteString(mountScript([]guestMount{mt}))
-	}
-	res, err := sh.Run(ctx, script.String(), backdoor.RunOptions{})
+	res, err := sh.Run(ctx, prep.Undo, backdoor.RunOptions{})
 	if err == nil && res.Status != 0 {
 		err = fmt.Errorf("status %d: %s", res.Status, strings.TrimSpace(string(res.Output)))
 	}
 	if err != nil {
-		return fmt.Errorf("machine %s: mounting the guest's 9p shares again: %w", m.name, err)
+		return fmt.Errorf("%s: %w", prep.What, err)
 	}
 	return nil
 }
@@ -371,7 +346,7 @@ func (m *Machine) restoreLocked(ctx context.Context, snap *Snapshot, peers []str
 	defer cancel()
 	inst, err := r.Restore(bctx, m.spec(cw), snap.snap)
 	if err != nil {
-		return fmt.Errorf("machine %s: restoring %s: %w", m.name, snap.name, err)
+		return m.backendError("restoring "+snap.name, err)
 	}
 	if _, err := m.adopt(inst, cw); err != nil {
 		return err
@@ -399,12 +374,12 @@ func (m *Machine) restoreLocked(ctx context.Context, snap *Snapshot, peers []str
 	return nil
 }
 
-// giveIdentity sends the fix-up commands in one round trip: 9p shares
-// back, clock, host name, machine-id, RNG, and the VLAN MACs and
-// addresses of m's node number (the interfaces were listed when the
-// snapshot was taken).
+// giveIdentity sends the fix-up commands in one round trip: the undoing
+// of the backend's snapshot preparation (QEMU: 9p shares back), clock,
+// host name, machine-id, RNG, and the VLAN MACs and addresses of m's
+// node number (the interfaces were listed when the snapshot was taken).
 func (m *Machine) giveIdentity(ctx context.Context, sh *backdoor.Shell, snap *Snapshot, peers []string) error {
-	id := identity{Hostname: m.name, Node: m.node, Now: time.Now(), Peers: peers, Mounts: snap.mounts}
+	id := identity{Hostname: m.name, Node: m.node, Now: time.Now(), Peers: peers, Undo: snap.prep.Undo}
 	links := snap.links
 	switch {
 	case snap.warm:

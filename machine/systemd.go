@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/shellquote"
 )
 
 // systemctlCommand builds the guest command for `systemctl q`, run as
@@ -15,7 +17,7 @@ func systemctlCommand(q, user string) string {
 		return "systemctl " + q
 	}
 	inner := "XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user " + q
-	return "su -l " + shellQuote(user) + " --shell /bin/sh -c " + shellQuote(inner)
+	return "su -l " + shellquote.Quote(user) + " --shell /bin/sh -c " + shellquote.Quote(inner)
 }
 
 // Systemctl runs `systemctl q` (q is shell text, not quoted) and returns
@@ -33,12 +35,12 @@ func (m *Machine) Systemctl(ctx context.Context, q string, opts ...UnitOption) (
 
 // StartJob runs `systemctl start UNIT`.
 func (m *Machine) StartJob(ctx context.Context, unit string, opts ...UnitOption) (int, string, error) {
-	return m.Systemctl(ctx, "start "+shellQuote(unit), opts...)
+	return m.Systemctl(ctx, "start "+shellquote.Quote(unit), opts...)
 }
 
 // StopJob runs `systemctl stop UNIT`.
 func (m *Machine) StopJob(ctx context.Context, unit string, opts ...UnitOption) (int, string, error) {
-	return m.Systemctl(ctx, "stop "+shellQuote(unit), opts...)
+	return m.Systemctl(ctx, "stop "+shellquote.Quote(unit), opts...)
 }
 
 var propertyLine = regexp.MustCompile(`(?m)^([^=\n]+)=(.*)$`)
@@ -46,7 +48,7 @@ var propertyLine = regexp.MustCompile(`(?m)^([^=\n]+)=(.*)$`)
 // GetUnitInfo returns the unit's properties as `systemctl show` prints
 // them. A non-zero status gives an error wrapping ErrCheckFailed.
 func (m *Machine) GetUnitInfo(ctx context.Context, unit string, opts ...UnitOption) (map[string]string, error) {
-	status, out, err := m.Systemctl(ctx, "--no-pager show "+shellQuote(unit), opts...)
+	status, out, err := m.Systemctl(ctx, "--no-pager show "+shellquote.Quote(unit), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +65,7 @@ func (m *Machine) GetUnitInfo(ctx context.Context, unit string, opts ...UnitOpti
 
 // GetUnitProperty returns one property of the unit.
 func (m *Machine) GetUnitProperty(ctx context.Context, unit, property string, opts ...UnitOption) (string, error) {
-	status, out, err := m.Systemctl(ctx, "--no-pager show "+shellQuote(unit)+" --property="+shellQuote(property), opts...)
+	status, out, err := m.Systemctl(ctx, "--no-pager show "+shellquote.Quote(unit)+" --property="+shellquote.Quote(property), opts...)
 	if err != nil {
 		return "", err
 	}

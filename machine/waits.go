@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/shellquote"
 )
 
 // statusProbe is a probe that runs cmd and succeeds when its exit status
@@ -25,7 +27,7 @@ func (m *Machine) statusProbe(cmd string, wantFailure bool) probeFunc {
 func (m *Machine) WaitForFile(ctx context.Context, path string, opts ...WaitOption) error {
 	c := waitOptions(opts)
 	return m.Nested("waiting for file "+path, func() error {
-		return m.retry(ctx, "file "+path+" to exist", c, m.statusProbe("test -e "+shellQuote(path), false))
+		return m.retry(ctx, "file "+path+" to exist", c, m.statusProbe("test -e "+shellquote.Quote(path), false))
 	})
 }
 
@@ -58,7 +60,7 @@ func (m *Machine) WaitForClosedPort(ctx context.Context, port int, opts ...PortO
 // tcpProbe is a guest command that succeeds when ADDR:PORT accepts a TCP
 // connection: bash connects when it opens /dev/tcp/ADDR/PORT.
 func tcpProbe(addr string, port int) string {
-	return ": 2>/dev/null <" + shellQuote("/dev/tcp/"+addr+"/"+strconv.Itoa(port))
+	return ": 2>/dev/null <" + shellquote.Quote("/dev/tcp/"+addr+"/"+strconv.Itoa(port))
 }
 
 // WaitForOpenUnixSocket waits until a unix socket at path accepts
@@ -73,7 +75,7 @@ func (m *Machine) WaitForOpenUnixSocket(ctx context.Context, path string, datagr
 	}
 	return m.Nested("waiting for unix socket "+path, func() error {
 		return m.retry(ctx, "unix socket "+path+" to open", c,
-			m.statusProbe("nc -z "+flag+" "+shellQuote(path), false))
+			m.statusProbe("nc -z "+flag+" "+shellquote.Quote(path), false))
 	})
 }
 

@@ -34,8 +34,10 @@ import (
 // run. An entry that does not load is removed and the machine boots cold,
 // with one line saying why.
 
-// warmFormat versions the entry layout and what the key covers.
-const warmFormat = "vmdriver-warm-1"
+// warmFormat versions the entry layout and what the key covers. 2: the
+// backend's snapshot preparation (backend.GuestPrep) replaced the 9p
+// mount list.
+const warmFormat = "vmdriver-warm-2"
 
 // warmMetaFile holds the machine's part of an entry (the backend's
 // snapshot files sit beside it).
@@ -70,7 +72,7 @@ type warmMeta struct {
 	Key     string                 `json:"key"`
 	Machine string                 `json:"machine"`
 	Links   []backend.Link         `json:"links,omitempty"`
-	Mounts  []guestMount           `json:"mounts,omitempty"`
+	Prep    backend.GuestPrep      `json:"prep"`
 	Ifs     map[string]*guestIface `json:"interfaces,omitempty"`
 	Console []string               `json:"console,omitempty"`
 	// BootSeconds is how long the cold boot took to the settled guest.
@@ -179,7 +181,7 @@ func (m *Machine) startWarm(ctx context.Context) backend.Instance {
 	start := time.Now()
 	snap := &Snapshot{name: "warm " + key[:12], origin: m, warm: true,
 		snap:  &backend.Snapshot{Backend: m.backend.Name(), Dir: entry, Machine: meta.Machine},
-		links: meta.Links, mounts: meta.Mounts, ifs: meta.Ifs}
+		links: meta.Links, prep: meta.Prep, ifs: meta.Ifs}
 	if err := m.restoreLocked(ctx, snap, nil); err != nil {
 		if inst := m.Instance(); inst != nil {
 			m.reap(inst)
@@ -260,7 +262,7 @@ func (m *Machine) saveWarmEntry(ctx context.Context, sh *backdoor.Shell, key str
 	if err != nil {
 		return err
 	}
-	meta := warmMeta{Format: warmFormat, Key: key, Machine: m.name, Links: snap.links, Mounts: snap.mounts, Ifs: snap.ifs,
+	meta := warmMeta{Format: warmFormat, Key: key, Machine: m.name, Links: snap.links, Prep: snap.prep, Ifs: snap.ifs,
 		Console: strings.Split(m.console.log(), "\n"), BootSeconds: bootSeconds, Saved: time.Now().UTC()}
 	data, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {

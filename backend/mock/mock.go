@@ -101,6 +101,9 @@ func New(opts ...Option) *Backend {
 // Name returns "mock".
 func (b *Backend) Name() string { return "mock" }
 
+// Hypervisor returns "mock".
+func (b *Backend) Hypervisor() string { return "mock" }
+
 // WarmKey makes mock machines warm-startable: the mock has no binary or
 // arguments of its own, so its part of the key is constant.
 func (b *Backend) WarmKey(spec backend.Spec) (string, error) { return "mock-warm-1\n", nil }

@@ -130,14 +130,14 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 	// A stale socket from an earlier run would make us talk to a QEMU
 	// that is no longer there.
 	if err := removeSocket(qmpPath); err != nil {
-		return nil, fmt.Errorf("machine %q: %w", c.name, err)
+		return nil, err
 	}
 	// The shell channel exists before QEMU starts (QEMU uses it at
 	// startup) and is already connected, so there is nothing to accept
 	// and no socket file.
 	pair, err := newShellPair()
 	if err != nil {
-		return nil, fmt.Errorf("machine %q: %w", c.name, err)
+		return nil, err
 	}
 	if c.logShellBuf != nil {
 		c.logShellBuf(pair.describe())
@@ -147,19 +147,19 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 	if err != nil {
 		pair.ours.Close()
 		closeAll(pair.theirs)
-		return nil, fmt.Errorf("machine %q: %w", c.name, err)
+		return nil, err
 	}
 	stdoutR, stdoutW, err := os.Pipe()
 	if err != nil {
 		pair.ours.Close()
 		closeAll(pair.theirs, stdinR, stdinW)
-		return nil, fmt.Errorf("machine %q: %w", c.name, err)
+		return nil, err
 	}
 	stderrR, stderrW, err := os.Pipe()
 	if err != nil {
 		pair.ours.Close()
 		closeAll(pair.theirs, stdinR, stdinW, stdoutR, stdoutW)
-		return nil, fmt.Errorf("machine %q: %w", c.name, err)
+		return nil, err
 	}
 
 	cmd := exec.Command(c.script, c.args...)
@@ -191,7 +191,7 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 	if err != nil {
 		pair.ours.Close()
 		closeAll(stdinW, stdoutR, stderrR)
-		return nil, fmt.Errorf("machine %q: start script %s: %w", c.name, c.script, err)
+		return nil, fmt.Errorf("start script %s: %w", c.script, err)
 	}
 
 	console := c.console
@@ -278,10 +278,10 @@ func (i *Instance) dialQMP(ctx context.Context, path string, limit time.Duration
 			return nil, i.exitedEarly()
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("machine %q: waiting for QEMU's control socket %s: %w (last attempt: %v)%s%s",
-				i.name, path, ctx.Err(), lastErr,
-				formatTail("last console lines", i.console.Lines(tailLines)),
-				formatTail("QEMU stderr", i.stderr.Lines(tailLines)))
+			return nil, i.withTails(&backend.Error{
+				Op:  "waiting for QEMU's control socket " + path,
+				Err: fmt.Errorf("%w (last attempt: %v)", ctx.Err(), lastErr),
+			})
 		case <-t.C:
 		}
 		backoff = min(backoff*2, 25*time.Millisecond)
@@ -289,24 +289,43 @@ func (i *Instance) dialQMP(ctx context.Context, path string, limit time.Duration
 }
 
 // exitedEarly describes a start script that ended before QEMU's control
-// socket came up. It waits for the output readers so the tail is whole.
+// socket came up. It waits for the output readers so the tails are whole.
 func (i *Instance) exitedEarly() error {
 	i.waitDone(pipeGrace + time.Second)
-	hint := ""
-	switch exitCode(i.waitErr) {
+	e := i.ended("waiting for QEMU's control socket", "start script "+i.script)
+	switch e.ExitStatus {
 	case 127:
-		hint = "\n(status 127: a program was not found; is QEMU installed? On Debian: apt-get install qemu-system-x86)"
+		e.Hint = "status 127: a program was not found; is QEMU installed? On Debian: apt-get install qemu-system-x86"
 	case 126:
-		hint = "\n(status 126: a program could not be executed; check permissions)"
+		e.Hint = "status 126: a program could not be executed; check permissions"
 	}
-	status := exitStatus(i.waitErr)
-	if code := exitCode(i.waitErr); code >= 0 {
-		status = fmt.Sprintf("exited with status %d", code)
+	return i.withTails(e)
+}
+
+// ended describes the exited process (who, for people) as an error of
+// op, without the tails.
+func (i *Instance) ended(op, who string) *backend.Error {
+	e := &backend.Error{Op: op, Process: who, PID: i.pid, Exited: true, ExitStatus: -1}
+	var ee *exec.ExitError
+	switch {
+	case i.waitErr == nil:
+		e.ExitStatus = 0
+	case errors.As(i.waitErr, &ee):
+		e.ExitStatus = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			e.Signal = ws.Signal()
+		}
+	default:
+		e.Err = i.waitErr
 	}
-	return fmt.Errorf("%w: machine %q: start script %s %s before QEMU's control socket came up%s%s%s",
-		backend.ErrExited, i.name, i.script, status, hint,
-		formatTail("QEMU stderr", i.stderr.Lines(tailLines)),
-		formatTail("last console lines", i.console.Lines(tailLines)))
+	return e
+}
+
+// withTails adds the last stderr and console lines to e.
+func (i *Instance) withTails(e *backend.Error) *backend.Error {
+	e.Stderr = i.stderr.Lines(tailLines)
+	e.Console = i.console.Lines(tailLines)
+	return e
 }
 
 // waitDone waits up to d for the watcher to finish.
@@ -402,7 +421,7 @@ func (i *Instance) watch(stdoutR, stderrR *os.File) {
 	// QEMU removes its QMP socket only when it exits cleanly.
 	_ = removeSocket(filepath.Join(i.stateDir, qmpSocket))
 	if err != nil {
-		i.logf("qemu: pid %d %s", i.pid, exitStatus(err))
+		i.logf("qemu: pid %d %s", i.pid, i.ended("", "").HowExited())
 	}
 	close(i.done)
 }
@@ -456,23 +475,18 @@ func (c *exitConn) explain(err error) error {
 // exitSummary names the exited process without waiting for anything (the
 // watcher may be waiting for the caller).
 func (i *Instance) exitSummary() error {
-	return fmt.Errorf("%w: machine %q: QEMU (pid %d) %s", backend.ErrExited, i.name, i.pid, exitStatus(i.waitErr))
+	return i.ended("", "QEMU")
 }
 
-// exitError describes QEMU's exit for a caller that was waiting for
-// something (what; may be empty).
+// exitError describes QEMU's exit, with its tails, for a caller that was
+// doing something (what; may be empty).
 func (i *Instance) exitError(what string, cause error) error {
 	i.waitDone(pipeGrace + time.Second)
-	msg := fmt.Sprintf("machine %q: QEMU (pid %d) %s", i.name, i.pid, exitStatus(i.waitErr))
-	if what != "" {
-		msg += " while " + what
-	}
-	msg += formatTail("last console lines", i.console.Lines(tailLines)) +
-		formatTail("QEMU stderr", i.stderr.Lines(tailLines))
+	e := i.ended(what, "QEMU")
 	if cause != nil && !errors.Is(cause, io.EOF) && !errors.Is(cause, net.ErrClosed) {
-		return fmt.Errorf("%w: %s: %w", backend.ErrExited, msg, cause)
+		e.Err = cause
 	}
-	return fmt.Errorf("%w: %s", backend.ErrExited, msg)
+	return i.withTails(e)
 }
 
 // Shell waits until the guest's backdoor shell is ready and returns it.
@@ -516,29 +530,31 @@ func (i *Instance) Shell(ctx context.Context) (*backdoor.Shell, error) {
 	default:
 	}
 	if ctx.Err() != nil {
-		return nil, i.deadlineError(awaitBanner, err)
+		return nil, i.deadlineError(awaitShell, err) // err names the banner
 	}
 	select {
 	case <-i.shell.Done():
-		return nil, fmt.Errorf("machine %q: the guest shell connection ended: %w", i.name, err)
+		return nil, fmt.Errorf("the guest shell connection ended: %w", err)
 	default:
 	}
-	return nil, fmt.Errorf("machine %q: %s: %w", i.name, awaitBanner, err)
+	return nil, fmt.Errorf("%s: %w", awaitShell, err)
 }
 
 // errQEMUExited cancels a wait when QEMU exits; callers report the exit
 // itself.
 var errQEMUExited = errors.New("qemu exited")
 
-// awaitBanner names what Shell waits for.
-const awaitBanner = "waiting for the guest's backdoor shell (banner \"" + backdoor.Banner + "\" on the virtio console)"
+// awaitShell names what Shell waits for; awaitBanner also names the
+// banner, for errors that do not.
+const (
+	awaitShell  = "waiting for the guest's backdoor shell on the virtio console"
+	awaitBanner = "waiting for the guest's backdoor shell (banner \"" + backdoor.Banner + "\" on the virtio console)"
+)
 
-// deadlineError reports a wait that ran out of time, with the console
-// tail so the reader sees how far the guest got.
+// deadlineError reports a wait that ran out of time, with the tails so
+// the reader sees how far the guest got.
 func (i *Instance) deadlineError(what string, err error) error {
-	return fmt.Errorf("machine %q: %s: %w%s%s", i.name, what, err,
-		formatTail("last console lines", i.console.Lines(tailLines)),
-		formatTail("QEMU stderr", i.stderr.Lines(tailLines)))
+	return i.withTails(&backend.Error{Op: what, Err: err})
 }
 
 // PID returns QEMU's process id (the start script execs QEMU).
@@ -549,7 +565,8 @@ func (i *Instance) PID() int { return i.pid }
 func (i *Instance) Done() <-chan struct{} { return i.done }
 
 // ExitErr describes how QEMU ended: nil while it runs and after status 0;
-// otherwise an error wrapping backend.ErrExited.
+// otherwise a *backend.Error (wrapping backend.ErrExited) with the tails
+// of its stderr and console.
 func (i *Instance) ExitErr() error {
 	select {
 	case <-i.exited:
@@ -559,7 +576,7 @@ func (i *Instance) ExitErr() error {
 	if i.waitErr == nil {
 		return nil
 	}
-	return i.exitSummary()
+	return i.withTails(i.ended("", "QEMU"))
 }
 
 // Diagnostics returns the tail of QEMU's stderr.
@@ -595,7 +612,7 @@ func (i *Instance) execute(ctx context.Context, command string, args, result any
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("machine %q: %w", i.name, err)
+		return err
 	}
 	return nil
 }
@@ -633,7 +650,7 @@ func (i *Instance) Kill(ctx context.Context) error {
 	case <-i.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("machine %q: waiting for QEMU (pid %d) to exit after kill: %w", i.name, i.pid, ctx.Err())
+		return fmt.Errorf("waiting for QEMU (pid %d) to exit after kill: %w", i.pid, ctx.Err())
 	}
 }
 
@@ -656,7 +673,7 @@ func (i *Instance) Close() error {
 			t.Stop()
 		}
 		if !i.waitDone(reapGrace) {
-			i.closeErr = fmt.Errorf("machine %q: QEMU (pid %d) was not reaped %s after SIGKILL", i.name, i.pid, reapGrace)
+			i.closeErr = fmt.Errorf("QEMU (pid %d) was not reaped %s after SIGKILL", i.pid, reapGrace)
 		}
 		if i.ramLive != nil {
 			i.ramLive.Close() // the last reference: the guest RAM is freed
@@ -671,7 +688,7 @@ func (i *Instance) WriteConsole(ctx context.Context, data []byte) error {
 	case i.consoleSem <- struct{}{}:
 		defer func() { <-i.consoleSem }()
 	case <-ctx.Done():
-		return fmt.Errorf("machine %q: waiting to write to the serial console: %w", i.name, ctx.Err())
+		return fmt.Errorf("waiting to write to the serial console: %w", ctx.Err())
 	}
 	select {
 	case <-i.exited:
@@ -688,7 +705,7 @@ func (i *Instance) WriteConsole(ctx context.Context, data []byte) error {
 			return i.exitError("writing to the serial console", err)
 		default:
 		}
-		return fmt.Errorf("machine %q: writing to the serial console: %w", i.name, err)
+		return fmt.Errorf("writing to the serial console: %w", err)
 	}
 	return nil
 }
@@ -738,7 +755,7 @@ func (i *Instance) WaitEvent(ctx context.Context, match func(backend.Event) bool
 			default:
 			}
 		}
-		return backend.Event{}, fmt.Errorf("machine %q: waiting for a QMP event: %w", i.name, err)
+		return backend.Event{}, fmt.Errorf("waiting for a QMP event: %w", err)
 	}
 	return backend.Event(ev), nil
 }
@@ -756,7 +773,7 @@ func (i *Instance) Screenshot(ctx context.Context, path string) error {
 		return err
 	}
 	if err := moveFile(tmp, path); err != nil {
-		return fmt.Errorf("machine %q: screenshot: %w", i.name, err)
+		return fmt.Errorf("screenshot: %w", err)
 	}
 	return nil
 }
@@ -772,14 +789,14 @@ func noConsole(desc string) bool {
 // (HMP sendkey, so NixOS key names work).
 func (i *Instance) SendKey(ctx context.Context, key string) error {
 	if key == "" || strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return fmt.Errorf("machine %q: invalid key %q: use QEMU key names such as \"ret\" or \"ctrl-alt-delete\"", i.name, key)
+		return fmt.Errorf("invalid key %q: use QEMU key names such as \"ret\" or \"ctrl-alt-delete\"", key)
 	}
 	out, err := i.MonitorCommand(ctx, "sendkey "+key)
 	if err != nil {
 		return err
 	}
 	if out = strings.TrimSpace(out); out != "" {
-		return fmt.Errorf("machine %q: sendkey %s: %s", i.name, key, out)
+		return fmt.Errorf("sendkey %s: %s", key, out)
 	}
 	return nil
 }

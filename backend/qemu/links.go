@@ -285,7 +285,7 @@ func (i *Instance) Links(ctx context.Context) ([]backend.Link, error) {
 // is a link's Name or the id of the netdev it is plugged into.
 func (i *Instance) SetLink(ctx context.Context, name string, up bool) error {
 	if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return fmt.Errorf("machine %q: invalid link name %q: use a name from Links", i.name, name)
+		return fmt.Errorf("invalid link name %q: use a name from Links", name)
 	}
 	info, err := i.netInfo(ctx)
 	if err != nil {
@@ -300,7 +300,7 @@ func (i *Instance) SetLink(ctx context.Context, name string, up bool) error {
 		}
 	}
 	if nic == "" {
-		return fmt.Errorf("machine %q: no network link %q; its links are: %s", i.name, name, describeLinks(ls))
+		return fmt.Errorf("no network link %q; its links are: %s", name, describeLinks(ls))
 	}
 	if err := i.execute(ctx, "set_link", map[string]any{"name": nic, "up": up}, nil); err != nil {
 		return err
@@ -330,10 +330,10 @@ func describeLinks(ls []linkOf) string {
 // hostfwd_add, as the NixOS driver does).
 func (i *Instance) ForwardPort(ctx context.Context, hostPort, guestPort int) error {
 	if err := checkPort("host", hostPort); err != nil {
-		return fmt.Errorf("machine %q: %w", i.name, err)
+		return err
 	}
 	if err := checkPort("guest", guestPort); err != nil {
-		return fmt.Errorf("machine %q: %w", i.name, err)
+		return err
 	}
 	info, err := i.netInfo(ctx)
 	if err != nil {
@@ -341,8 +341,8 @@ func (i *Instance) ForwardPort(ctx context.Context, hostPort, guestPort int) err
 	}
 	id, ok := info.userNetdev()
 	if !ok {
-		return fmt.Errorf("machine %q: forwarding host port %d: there is no user-mode network (-netdev user) to forward through: %w",
-			i.name, hostPort, backend.ErrUnsupported)
+		return fmt.Errorf("forwarding host port %d: there is no user-mode network (-netdev user) to forward through: %w",
+			hostPort, backend.ErrUnsupported)
 	}
 	rule := fmt.Sprintf("tcp::%d-:%d", hostPort, guestPort)
 	cmd := "hostfwd_add " + rule
@@ -355,7 +355,7 @@ func (i *Instance) ForwardPort(ctx context.Context, hostPort, guestPort int) err
 	}
 	// hostfwd_add answers nothing on success and an error text otherwise.
 	if out = strings.TrimSpace(out); out != "" {
-		msg := fmt.Sprintf("machine %q: forwarding host port %d to guest port %d: %s", i.name, hostPort, guestPort, out)
+		msg := fmt.Sprintf("forwarding host port %d to guest port %d: %s", hostPort, guestPort, out)
 		if strings.Contains(out, "Could not set up") {
 			msg += fmt.Sprintf(" (is host port %d already in use?)", hostPort)
 		}

@@ -21,12 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
@@ -140,6 +138,9 @@ func newBackend(getenv func(string) string, probe hostProbe, opts ...Option) *Ba
 // Name returns "qemu".
 func (b *Backend) Name() string { return "qemu" }
 
+// Hypervisor returns "QEMU".
+func (b *Backend) Hypervisor() string { return "QEMU" }
+
 // BootTimeout is 5 minutes under TCG and 2 under KVM, times the timeout
 // scale.
 func (b *Backend) BootTimeout() time.Duration {
@@ -243,11 +244,11 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool, 
 	}
 	stateDir, err := filepath.Abs(spec.StateDir)
 	if err != nil {
-		return nil, fmt.Errorf("machine %q: state directory: %w", spec.Name, err)
+		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	env, err := buildEnv(os.Environ(), stateDir, spec.SharedDir, spec.Env)
 	if err != nil {
-		return nil, fmt.Errorf("machine %q: %w", spec.Name, err)
+		return nil, err
 	}
 	args := driverArgs(argvOptions{
 		StateDir:    stateDir,
@@ -279,7 +280,7 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool, 
 // common mistakes get clear messages rather than a dead QEMU.
 func validate(spec backend.Spec) error {
 	if spec.StartScript == "" {
-		return fmt.Errorf("machine %q has no start script", spec.Name)
+		return errors.New("no start script")
 	}
 	fi, err := os.Stat(spec.StartScript)
 	switch {
@@ -293,54 +294,27 @@ func validate(spec backend.Spec) error {
 		return fmt.Errorf("start script %s is not executable (chmod +x %s)", spec.StartScript, spec.StartScript)
 	}
 	if _, err := hosttools.Path(QEMUBinary); err != nil {
-		return fmt.Errorf("machine %q: %w", spec.Name, ErrNoQEMU)
+		return ErrNoQEMU
 	}
 	if spec.StateDir == "" {
-		return fmt.Errorf("machine %q has no state directory", spec.Name)
+		return errors.New("no state directory")
 	}
 	fi, err = os.Stat(spec.StateDir)
 	if err != nil {
-		return fmt.Errorf("machine %q: state directory: %w", spec.Name, err)
+		return fmt.Errorf("state directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("machine %q: state directory %s is not a directory", spec.Name, spec.StateDir)
+		return fmt.Errorf("state directory %s is not a directory", spec.StateDir)
 	}
 	abs, err := filepath.Abs(spec.StateDir)
 	if err != nil {
-		return fmt.Errorf("machine %q: state directory: %w", spec.Name, err)
+		return fmt.Errorf("state directory: %w", err)
 	}
 	if p := filepath.Join(abs, qmpSocket); len(p) > maxSocketPath {
-		return fmt.Errorf("machine %q: socket path %s is longer than %d bytes: use a shorter state directory (os.MkdirTemp(\"\", \"vmd\"))",
-			spec.Name, p, maxSocketPath)
+		return fmt.Errorf("socket path %s is longer than %d bytes: use a shorter state directory (os.MkdirTemp(\"\", \"vmd\"))",
+			p, maxSocketPath)
 	}
 	return nil
-}
-
-// exitStatus describes how a process ended, for messages.
-func exitStatus(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return fmt.Sprintf("was killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
-		}
-		return fmt.Sprintf("exited with status %d", ee.ExitCode())
-	}
-	if err == nil {
-		return "exited with status 0"
-	}
-	return "ended: " + err.Error()
-}
-
-// exitCode returns the exit status, or -1 when there is none.
-func exitCode(err error) int {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
-	}
-	if err == nil {
-		return 0
-	}
-	return -1
 }
 
 // warmFormat changes whenever the arguments driverArgs adds, or what a

@@ -256,7 +256,7 @@ func TestStartBadInput(t *testing.T) {
 		{"directory", missingDir, []string{"is not a regular file"}, false},
 		{"script exits 3",
 			writeScript(t, "#!/bin/sh\necho 'boot output on stdout'\necho 'something broke on stderr' >&2\nexit 3\n"),
-			[]string{"exited with status 3", "before QEMU's control socket came up", "boot output on stdout", "something broke on stderr"},
+			[]string{"exited with status 3", "waiting for QEMU's control socket", "boot output on stdout", "something broke on stderr"},
 			true},
 		{"QEMU not installed",
 			writeScript(t, "#!/bin/sh\nexec qemu-system-vmdriver-missing \"$@\"\n"),
@@ -280,10 +280,20 @@ func TestStartBadInput(t *testing.T) {
 				t.Fatal("Start succeeded")
 			}
 			t.Logf("error: %v", err)
+			// The tails are data, not text: the machine renders them.
+			text := err.Error()
+			var be *backend.Error
+			if errors.As(err, &be) {
+				text += "\n" + strings.Join(be.Stderr, "\n") + "\n" + strings.Join(be.Console, "\n")
+				t.Logf("stderr tail %q, console tail %q", be.Stderr, be.Console)
+			}
 			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
+				if !strings.Contains(text, w) {
 					t.Errorf("error does not mention %q", w)
 				}
+			}
+			if strings.Contains(err.Error(), `"bad"`) || (be != nil && strings.Contains(be.Error(), be.Stderr[len(be.Stderr)-1])) {
+				t.Errorf("the error's text names the machine or quotes a tail: %q", err)
 			}
 			if got := errors.Is(err, backend.ErrExited); got != tt.exited {
 				t.Errorf("errors.Is(err, ErrExited) = %v, want %v", got, tt.exited)

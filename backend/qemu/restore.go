@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,34 +28,34 @@ const envDiskImage = "NIX_DISK_IMAGE"
 func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.Snapshot) (backend.Instance, error) {
 	m, err := readManifest(snap)
 	if err != nil {
-		return nil, fmt.Errorf("machine %q: %w", spec.Name, err)
+		return nil, err
 	}
 	if m.Compressed {
 		if _, err := hosttools.Path(zstdBinary); err != nil {
-			return nil, fmt.Errorf("machine %q: the snapshot is compressed: %w", spec.Name, err)
+			return nil, fmt.Errorf("the snapshot is compressed: %w", err)
 		}
 	}
 	stateDir, err := filepath.Abs(spec.StateDir)
 	if err != nil {
-		return nil, fmt.Errorf("machine %q: state directory: %w", spec.Name, err)
+		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	if len(m.Disks) > 0 {
 		if _, err := hosttools.Path(qemuImg); err != nil {
-			return nil, fmt.Errorf("machine %q: restoring a machine with disks needs %s: %w", spec.Name, qemuImg, err)
+			return nil, fmt.Errorf("restoring a machine with disks needs %s: %w", qemuImg, err)
 		}
 	}
 	spec.Env = append([]string(nil), spec.Env...)
 	for _, d := range m.Disks {
 		overlay, err := overlayPath(d.Path, m.StateDir, stateDir)
 		if err != nil {
-			return nil, fmt.Errorf("machine %q: %w", spec.Name, err)
+			return nil, err
 		}
 		if err := os.MkdirAll(filepath.Dir(overlay), 0o700); err != nil {
-			return nil, fmt.Errorf("machine %q: %w", spec.Name, err)
+			return nil, err
 		}
 		os.Remove(overlay)
 		if err := runTool(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-b", d.Frozen, "-F", d.Format, overlay); err != nil {
-			return nil, fmt.Errorf("machine %q: disk %s: %w", spec.Name, d.Device, err)
+			return nil, fmt.Errorf("disk %s: %w", d.Device, err)
 		}
 		for k, kv := range spec.Env {
 			if strings.HasPrefix(kv, envDiskImage+"=") {
@@ -69,13 +70,13 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 		// a less helpful message than the hardware check's.
 		env := append([]string{"QEMU_OPTS=" + os.Getenv("QEMU_OPTS")}, spec.Env...)
 		if mib, _ := scriptMemoryMiB(spec.StartScript, env); mib > 0 && mib != m.RAMMiB {
-			return nil, fmt.Errorf("machine %q: %w: snapshot %s was taken from machine %q but this machine has memory %d MiB, the snapshot has %d MiB; restore it with the start script it was taken with",
-				spec.Name, backend.ErrSnapshotMismatch, snap.Dir, m.Machine, mib, m.RAMMiB)
+			return nil, fmt.Errorf("%w: snapshot %s was taken from machine %q but this machine has memory %d MiB, the snapshot has %d MiB; restore it with the start script it was taken with",
+				backend.ErrSnapshotMismatch, snap.Dir, m.Machine, mib, m.RAMMiB)
 		}
 	}
 	if m.RAMFile != "" {
 		if ram.frozen, err = frozenRAM(ctx, snap.Dir, stateDir); err != nil {
-			return nil, fmt.Errorf("machine %q: the snapshot's guest RAM: %w", spec.Name, err)
+			return nil, fmt.Errorf("the snapshot's guest RAM: %w", err)
 		}
 	}
 	began := time.Now()
@@ -108,13 +109,32 @@ func overlayPath(path, origDir, cloneDir string) (string, error) {
 	return filepath.Join(cloneDir, base), nil
 }
 
-// wrapLockError explains QEMU refusing a disk that another QEMU holds:
-// the start script opened the original's disk instead of the clone's.
+// lockHint explains QEMU refusing a disk that another QEMU holds.
+const lockHint = "the start script opened a disk another machine is using; a restored machine needs its own: let the start script take its disk from " +
+	envDiskImage + " or from a path relative to its working directory"
+
+// wrapLockError explains QEMU refusing a disk that another QEMU holds (it
+// says so on stderr): the start script opened the original's disk
+// instead of the clone's.
 func wrapLockError(err error, m manifest) error {
-	if !strings.Contains(err.Error(), `Failed to get "write" lock`) || len(m.Disks) == 0 {
+	if len(m.Disks) == 0 {
 		return err
 	}
-	return fmt.Errorf("%w\n(the start script opened a disk another machine is using; a restored machine needs its own: let the start script take its disk from %s or from a path relative to its working directory)", err, envDiskImage)
+	const refusal = `Failed to get "write" lock`
+	// QEMU exited at start, with its reason on stderr: a hint of the
+	// error itself (not a wrapper's, which errors.As could find).
+	if be, ok := err.(*backend.Error); ok && slices.ContainsFunc(be.Stderr, func(l string) bool { return strings.Contains(l, refusal) }) {
+		e := *be
+		if e.Hint != "" {
+			e.Hint += "; "
+		}
+		e.Hint += lockHint
+		return &e
+	}
+	if !strings.Contains(err.Error(), refusal) {
+		return err
+	}
+	return fmt.Errorf("%w\n(%s)", err, lockHint)
 }
 
 // loadSnapshot checks the waiting QEMU against the manifest, feeds it the
@@ -126,8 +146,8 @@ func (i *Instance) loadSnapshot(ctx context.Context, dir string, m manifest) err
 	}
 	diff, extra := m.Hardware.compare(have)
 	if diff != "" {
-		return fmt.Errorf("machine %q: %w: snapshot %s was taken from machine %q but this machine has %s; restore it with the start script it was taken with",
-			i.name, backend.ErrSnapshotMismatch, dir, m.Machine, diff)
+		return fmt.Errorf("%w: snapshot %s was taken from machine %q but this machine has %s; restore it with the start script it was taken with",
+			backend.ErrSnapshotMismatch, dir, m.Machine, diff)
 	}
 	if len(extra) > 0 {
 		i.logf("qemu: this machine has PCI devices the snapshot lacks (%s); the restored guest will not see them", strings.Join(extra, ", "))
@@ -152,13 +172,13 @@ func (i *Instance) loadSnapshot(ctx context.Context, dir string, m manifest) err
 		}
 		if zst, err = startCompressor([]string{"-d", "-c", "-q", statePath}, nil, w); err != nil {
 			r.Close()
-			return fmt.Errorf("machine %q: %w", i.name, err)
+			return err
 		}
 		feed = r
 	} else {
 		f, err := os.Open(statePath)
 		if err != nil {
-			return fmt.Errorf("machine %q: %w", i.name, err)
+			return err
 		}
 		feed = f
 	}
@@ -178,11 +198,13 @@ func (i *Instance) loadSnapshot(ctx context.Context, dir string, m manifest) err
 		herr := stopHelper(time.Second)
 		select {
 		case <-i.exited:
-			msg := fmt.Sprintf("machine %q: loading snapshot %s failed (QEMU exited)", i.name, dir)
+			e := i.ended("loading snapshot "+dir, "QEMU")
+			e.Err = backend.ErrSnapshotMismatch
 			if herr != nil {
-				msg += ": " + herr.Error()
+				e.Err = fmt.Errorf("%w: %v", backend.ErrSnapshotMismatch, herr)
 			}
-			return fmt.Errorf("%w: %s%s", backend.ErrSnapshotMismatch, msg, formatTail("QEMU stderr", i.stderr.Lines(tailLines)))
+			e.Stderr = i.stderr.Lines(tailLines)
+			return e
 		default:
 		}
 		if herr != nil {
@@ -199,16 +221,16 @@ func (i *Instance) loadSnapshot(ctx context.Context, dir string, m manifest) err
 	err = c.ExecuteWithFiles(ctx, "getfd", map[string]any{"fdname": migrateFD}, nil, feed)
 	feed.Close()
 	if err != nil {
-		return fail(fmt.Errorf("machine %q: passing the snapshot to QEMU: %w", i.name, err))
+		return fail(fmt.Errorf("passing the snapshot to QEMU: %w", err))
 	}
 	if err := i.execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:" + migrateFD}, nil); err != nil {
-		return fail(fmt.Errorf("machine %q: loading snapshot %s: %w", i.name, dir, err))
+		return fail(fmt.Errorf("loading snapshot %s: %w", dir, err))
 	}
 	if err := i.awaitMigration(ctx, "loading snapshot "+dir); err != nil {
 		return fail(err)
 	}
 	if err := i.execute(ctx, "cont", nil, nil); err != nil {
-		return fmt.Errorf("machine %q: resuming the restored guest: %w", i.name, err)
+		return fmt.Errorf("resuming the restored guest: %w", err)
 	}
 	return nil
 }

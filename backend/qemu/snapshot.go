@@ -122,10 +122,10 @@ var _ backend.Restorer = (*Backend)(nil)
 func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.SnapshotOptions) (_ *backend.Snapshot, err error) {
 	dir, err = filepath.Abs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("machine %q: snapshot directory: %w", i.name, err)
+		return nil, fmt.Errorf("snapshot directory: %w", err)
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("machine %q: snapshot directory %s is not a directory (%v)", i.name, dir, err)
+		return nil, fmt.Errorf("snapshot directory %s is not a directory (%v)", dir, err)
 	}
 	i.snapMu.Lock()
 	defer i.snapMu.Unlock()
@@ -191,7 +191,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 	fi, err := os.Stat(statePath)
 	if err != nil {
 		os.Remove(statePath)
-		return nil, fmt.Errorf("machine %q: snapshot state: %w", i.name, err)
+		return nil, fmt.Errorf("snapshot state: %w", err)
 	}
 	var savedRAM string
 	if i.ramLive != nil {
@@ -200,7 +200,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 			for _, d := range disks {
 				os.Remove(d.Frozen)
 			}
-			return nil, fmt.Errorf("machine %q: freezing the guest RAM: %w", i.name, err)
+			return nil, fmt.Errorf("freezing the guest RAM: %w", err)
 		}
 		savedRAM = ramFile
 	}
@@ -208,7 +208,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 	if !opts.KeepPaused {
 		if err := resume(); err != nil {
 			os.Remove(statePath)
-			return nil, fmt.Errorf("machine %q: resuming after the snapshot: %w", i.name, err)
+			return nil, fmt.Errorf("resuming after the snapshot: %w", err)
 		}
 		paused = time.Since(start)
 	}
@@ -238,7 +238,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 	}
 	if err := writeManifest(dir, m); err != nil {
 		os.Remove(statePath)
-		return nil, fmt.Errorf("machine %q: %w", i.name, err)
+		return nil, err
 	}
 	return &backend.Snapshot{
 		Backend:    "qemu",
@@ -259,7 +259,7 @@ func (i *Instance) setIgnoreShared(ctx context.Context) error {
 	}
 	caps := []map[string]any{{"capability": "x-ignore-shared", "state": true}}
 	if err := i.execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
-		return fmt.Errorf("machine %q: %w", i.name, err)
+		return err
 	}
 	i.ignoreShared = true
 	return nil
@@ -375,7 +375,7 @@ func (i *Instance) freezeDisks(ctx context.Context, blocks []blockInfo, dir stri
 		}
 		path := b.Inserted.File
 		if strings.HasPrefix(path, "json:") || !filepath.IsAbs(path) {
-			return disks, fmt.Errorf("machine %q: disk %s (%s) is not a plain file path; snapshots need file-backed disks: %w", i.name, b.Device, path, backend.ErrUnsupported)
+			return disks, fmt.Errorf("disk %s (%s) is not a plain file path; snapshots need file-backed disks: %w", b.Device, path, backend.ErrUnsupported)
 		}
 		format := b.Inserted.Image.Format
 		if format == "" {
@@ -383,7 +383,7 @@ func (i *Instance) freezeDisks(ctx context.Context, blocks []blockInfo, dir stri
 		}
 		frozen := filepath.Join(dir, "disk-"+fileSafe(b.Device)+"."+fileSafe(format))
 		if err := copyFile(ctx, path, frozen); err != nil {
-			return disks, fmt.Errorf("machine %q: freezing disk %s: %w", i.name, b.Device, err)
+			return disks, fmt.Errorf("freezing disk %s: %w", b.Device, err)
 		}
 		disks = append(disks, snapDisk{Device: b.Device, Path: path, Frozen: frozen, Format: format})
 		img := b.Inserted.Image
@@ -393,7 +393,7 @@ func (i *Instance) freezeDisks(ctx context.Context, blocks []blockInfo, dir stri
 				args = append(args, "-F", img.BackingFormat)
 			}
 			if err := runTool(ctx, qemuImg, append(args, frozen)...); err != nil {
-				return disks, fmt.Errorf("machine %q: freezing disk %s: %w", i.name, b.Device, err)
+				return disks, fmt.Errorf("freezing disk %s: %w", b.Device, err)
 			}
 		}
 	}
@@ -413,7 +413,7 @@ func (i *Instance) writableDisks(ctx context.Context) ([]blockInfo, error) {
 			continue
 		}
 		if _, err := hosttools.Path(qemuImg); err != nil {
-			return nil, fmt.Errorf("machine %q: snapshots of machines with disks need %s: %w", i.name, qemuImg, err)
+			return nil, fmt.Errorf("snapshots of machines with disks need %s: %w", qemuImg, err)
 		}
 		out = append(out, b)
 	}
@@ -459,13 +459,13 @@ func (i *Instance) saveState(ctx context.Context, dir string) (path string, comp
 		}
 		if zst, err = startCompressor([]string{"-1", "-q", "-f", "-o", tmp}, r, nil); err != nil {
 			w.Close()
-			return "", false, fmt.Errorf("machine %q: %w", i.name, err)
+			return "", false, err
 		}
 		feed = w
 	} else {
 		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
-			return "", false, fmt.Errorf("machine %q: %w", i.name, err)
+			return "", false, err
 		}
 		feed = f
 	}
@@ -484,7 +484,7 @@ func (i *Instance) saveState(ctx context.Context, dir string) (path string, comp
 	feed.Close()
 	if err != nil {
 		waitHelper()
-		return "", false, fmt.Errorf("machine %q: passing the snapshot file to QEMU: %w", i.name, err)
+		return "", false, fmt.Errorf("passing the snapshot file to QEMU: %w", err)
 	}
 	// A stopped guest does not dirty memory, so the stream is one pass;
 	// no bandwidth limit should slow it (7.2 defaults to 32 MiB/s).
@@ -492,7 +492,7 @@ func (i *Instance) saveState(ctx context.Context, dir string) (path string, comp
 	if err := i.execute(ctx, "migrate", map[string]any{"uri": "fd:" + migrateFD}, nil); err != nil {
 		_ = i.execute(context.WithoutCancel(ctx), "closefd", map[string]any{"fdname": migrateFD}, nil)
 		waitHelper()
-		return "", false, fmt.Errorf("machine %q: starting the snapshot: %w", i.name, err)
+		return "", false, fmt.Errorf("starting the snapshot: %w", err)
 	}
 	merr := i.awaitMigration(ctx, "saving the snapshot")
 	herr := waitHelper()
@@ -500,12 +500,12 @@ func (i *Instance) saveState(ctx context.Context, dir string) (path string, comp
 		if herr != nil {
 			// The compressor's reason (a full disk) comes first; QEMU
 			// only saw its pipe close.
-			return "", false, fmt.Errorf("machine %q: writing the snapshot: %v (then %v)", i.name, herr, merr)
+			return "", false, fmt.Errorf("writing the snapshot: %v (then %v)", herr, merr)
 		}
 		return "", false, merr
 	}
 	if herr != nil {
-		return "", false, fmt.Errorf("machine %q: compressing the snapshot: %w", i.name, herr)
+		return "", false, fmt.Errorf("compressing the snapshot: %w", herr)
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return "", false, err
@@ -526,7 +526,7 @@ func (i *Instance) awaitMigration(ctx context.Context, what string) error {
 		if err := i.execute(ctx, "query-migrate", nil, &st); err != nil {
 			if ctx.Err() != nil {
 				i.cancelMigration()
-				return fmt.Errorf("machine %q: %s: %w", i.name, what, ctx.Err())
+				return fmt.Errorf("%s: %w", what, ctx.Err())
 			}
 			return err
 		}
@@ -538,14 +538,14 @@ func (i *Instance) awaitMigration(ctx context.Context, what string) error {
 			if desc == "" {
 				desc = "QEMU gave no reason"
 			}
-			return fmt.Errorf("machine %q: %s: migration %s: %s", i.name, what, st.Status, desc)
+			return fmt.Errorf("%s: migration %s: %s", what, st.Status, desc)
 		}
 		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			i.cancelMigration()
-			return fmt.Errorf("machine %q: %s: %w", i.name, what, ctx.Err())
+			return fmt.Errorf("%s: %w", what, ctx.Err())
 		case <-i.exited:
 			t.Stop()
 			return i.exitError(what, nil)

@@ -190,3 +190,24 @@ func TestRestoreBadSnapshots(t *testing.T) {
 		})
 	}
 }
+
+func TestWrapLockError(t *testing.T) {
+	withDisk := manifest{Disks: []snapDisk{{Device: "virtio0"}}}
+	refused := &backend.Error{Op: "waiting for QEMU's control socket", Exited: true, ExitStatus: 1,
+		Stderr: []string{`qemu-system-x86_64: -drive file=/s/disk.qcow2: Failed to get "write" lock`}}
+	err := wrapLockError(refused, withDisk)
+	var be *backend.Error
+	if !errors.As(err, &be) || !strings.Contains(be.Hint, envDiskImage) || refused.Hint != "" {
+		t.Errorf("wrapLockError = %#v; want a copy with the hint", err)
+	}
+	if !strings.Contains(err.Error(), "another machine is using") || !errors.Is(err, backend.ErrExited) {
+		t.Errorf("message %q lacks the hint or ErrExited", err)
+	}
+	if got := wrapLockError(refused, manifest{}); got != error(refused) {
+		t.Errorf("without disks the error changed: %v", got)
+	}
+	other := &backend.Error{Exited: true, Stderr: []string{"something else"}}
+	if got := wrapLockError(other, withDisk); got != error(other) {
+		t.Errorf("an unrelated error changed: %v", got)
+	}
+}

@@ -95,20 +95,3 @@ func (w *lineWriter) Flush() {
 		w.buf = w.buf[:0]
 	}
 }
-
-// formatTail renders the last lines of a tail for an error message, or ""
-// when there are none.
-func formatTail(title string, lines []string) string {
-	if len(lines) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteString("\n")
-	b.WriteString(title)
-	b.WriteString(":")
-	for _, l := range lines {
-		b.WriteString("\n    ")
-		b.WriteString(l)
-	}
-	return b.String()
-}

@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -58,15 +57,5 @@ func TestLineWriter(t *testing.T) {
 				t.Errorf("lines = %q, want %q", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestFormatTail(t *testing.T) {
-	if got := formatTail("x", nil); got != "" {
-		t.Errorf("formatTail(nil) = %q", got)
-	}
-	got := formatTail("last console lines", []string{"a", "b"})
-	if !strings.Contains(got, "last console lines:\n    a\n    b") {
-		t.Errorf("formatTail = %q", got)
 	}
 }

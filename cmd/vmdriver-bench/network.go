@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmdriver/vmdriver/backend/qemu"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/images"
 	"github.com/vmdriver/vmdriver/machine"
@@ -116,7 +117,7 @@ func newNetDriver(outDir string, scripts []string) (*driver.Driver, error) {
 		ms = append(ms, driver.MachineConfig{Name: driver.MachineName(s), StartScript: s})
 	}
 	return driver.New(driver.Config{Machines: ms, VLANs: []int{1}, OutputDir: outDir, GlobalTimeout: 10 * time.Minute},
-		driver.WithLogger(report.New(report.Options{})))
+		driver.WithBackend(qemu.New()), driver.WithLogger(report.New(report.Options{})))
 }
 
 // bootNetworked times one run from StartAll until every machine's shell

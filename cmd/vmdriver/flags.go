@@ -38,6 +38,7 @@ type runFlags struct {
 	warm          bool
 	warmFrom      string
 	jobs          int // 0: not given
+	backend       string
 	positional    []string
 }
 
@@ -71,6 +72,7 @@ func newRunFlagSet(name string, f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.debugHook, "debug-hook-attach", "", "accepted for compatibility; breakpoints are not supported")
 	fs.BoolVar(&f.warm, "warm", os.Getenv("VMDRIVER_WARM") == "1", "start machines from post-boot snapshots of earlier runs (boot cold and save one when there is none); env VMDRIVER_WARM=1")
 	fs.StringVar(&f.warmFrom, "warm-from", "", "start machines warm from the entries in `DIR` (made by an earlier --warm run's cache or shared by CI), never writing there")
+	fs.StringVar(&f.backend, "backend", defaultBackend, fmt.Sprintf("hypervisor backend the machines run on (%s)", strings.Join(backendNames(), ", ")))
 	fs.BoolVar(&f.forkSubtests, "fork-subtests", false, "boot once, run the script's set-up (everything before the first top-level subtest), then each top-level subtest on its own clones of the machines, in parallel")
 	jobs := func(s string) error {
 		n, err := strconv.Atoi(s)
@@ -85,8 +87,12 @@ func newRunFlagSet(name string, f *runFlags, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// checkCombinations rejects flags that do not go together.
+// checkCombinations rejects flags that do not go together, and a
+// backend that does not exist.
 func (f *runFlags) checkCombinations() error {
+	if err := checkBackend(f.backend); err != nil {
+		return err
+	}
 	switch {
 	case f.jobs != 0 && !f.forkSubtests:
 		return usageError{"-j/--jobs applies only with --fork-subtests"}

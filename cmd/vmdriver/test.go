@@ -118,7 +118,11 @@ func runTestWith(ctx context.Context, kind testCmd, name string, args []string, 
 		log.Warn("", "--debug-hook-attach is accepted for compatibility, but breakpoints are not supported")
 	}
 	start := time.Now()
-	d, err := driver.New(cfg, driver.WithLogger(log))
+	b, err := newBackend(f.backend)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	d, err := driver.New(cfg, driver.WithBackend(b), driver.WithLogger(log))
 	if err != nil {
 		log.Error("", err.Error())
 		return exitInfra

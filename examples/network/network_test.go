@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdriver/vmdriver/backend/qemu"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/images"
 	"github.com/vmdriver/vmdriver/internal/testenv"
@@ -68,7 +69,7 @@ func TestNetwork(t *testing.T) {
 		VLANs:         []int{1, 2},
 		GlobalTimeout: 10 * time.Minute,
 		OutputDir:     t.TempDir(),
-	}, driver.WithLogger(log))
+	}, driver.WithBackend(qemu.New()), driver.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}

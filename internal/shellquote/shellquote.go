@@ -1,10 +1,12 @@
-package machine
+// Package shellquote quotes words for the POSIX shell commands the
+// driver sends to guests.
+package shellquote
 
 import "strings"
 
-// shellQuote quotes s as one word for a POSIX shell. Words made only of
-// safe characters stay as they are, which keeps logged commands readable.
-func shellQuote(s string) string {
+// Quote quotes s as one word for a POSIX shell. Words made only of safe
+// characters stay as they are, which keeps logged commands readable.
+func Quote(s string) string {
 	if s == "" {
 		return "''"
 	}
