@@ -119,7 +119,11 @@ func gCreateMachine(ctx context.Context, r *Request) (any, error) {
 	if a.Value("start_command") == nil {
 		return nil, errNoStart
 	}
-	m, err := d.CreateMachine(a.Str("start_command"), a.Str("name"), a.Bool("keep_machine_state") || a.Bool("keep_vm_state"))
+	opts := []driver.CreateOption{driver.Named(a.Str("name"))}
+	if a.Bool("keep_machine_state") || a.Bool("keep_vm_state") {
+		opts = append(opts, driver.KeepState())
+	}
+	m, err := d.CreateMachine(a.Str("start_command"), opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,7 @@
 // A driver runs its machines on the backend it is given (WithBackend);
 // it knows no hypervisor itself. Go programs pass one explicitly:
 //
-//	d, err := driver.New(cfg, driver.WithBackend(qemu.New()))
+//	d, err := driver.New(ctx, cfg, driver.WithBackend(qemu.New()))
 //
 // (package github.com/vmdriver/vmdriver/backend/qemu). The vmdriver
 // command picks one with its --backend flag.
@@ -44,19 +44,52 @@ type Logger interface {
 	Subtest(name string) (end func(err error))
 }
 
-// Option configures a Driver.
-type Option func(*Driver)
+// Option configures a Driver. An option given a value it cannot use
+// makes New fail, saying which.
+type Option func(*Driver) error
 
 // WithBackend sets the backend the machines run on. New requires it.
-func WithBackend(b backend.Backend) Option { return func(d *Driver) { d.backend = b } }
+func WithBackend(b backend.Backend) Option {
+	return func(d *Driver) error {
+		if b == nil {
+			return ErrNoBackend
+		}
+		d.backend = b
+		return nil
+	}
+}
 
 // WithLogger sets where the run logs (default: plain text on stderr).
-func WithLogger(l Logger) Option { return func(d *Driver) { d.log = l } }
+func WithLogger(l Logger) Option {
+	return func(d *Driver) error {
+		if l == nil {
+			return errors.New("driver: WithLogger needs a Logger")
+		}
+		d.log = l
+		return nil
+	}
+}
 
 // WithMachineOptions adds options to every machine the driver creates.
 func WithMachineOptions(opts ...machine.Option) Option {
-	return func(d *Driver) { d.machineOpts = append(d.machineOpts, opts...) }
+	return func(d *Driver) error { d.machineOpts = append(d.machineOpts, opts...); return nil }
 }
+
+// CreateOption tunes CreateMachine.
+type CreateOption func(*createConfig)
+
+type createConfig struct {
+	name      string
+	keepState bool
+}
+
+// Named names the created machine (default: derived from the start
+// script's file name, as MachineName gives it).
+func Named(name string) CreateOption { return func(c *createConfig) { c.name = name } }
+
+// KeepState keeps the created machine's state (its disk) across runs, as
+// -K does for the configured ones.
+func KeepState() CreateOption { return func(c *createConfig) { c.keepState = true } }
 
 // Driver is one test run.
 type Driver struct {
@@ -66,7 +99,8 @@ type Driver struct {
 	machineOpts []machine.Option
 
 	runDir    string // private 0700 directory for this run
-	stateRoot string // parent of vm-state-NAME directories
+	stateRoot string // parent of vm-state-NAME directories of this run
+	keptRoot  string // parent of those kept across runs
 	sharedDir string
 	vlans     vlanSet // started in New, stopped in Close
 	nodes     *machine.NodeNumbers
@@ -85,7 +119,9 @@ type Driver struct {
 // configured start script (none is started yet). It needs a backend
 // (WithBackend): without one it returns ErrNoBackend. On error nothing
 // is left running.
-func New(cfg Config, opts ...Option) (*Driver, error) {
+//
+// ctx bounds the set-up (starting the switches), not the run.
+func New(ctx context.Context, cfg Config, opts ...Option) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -97,8 +133,11 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 	}
 	d := &Driver{cfg: cfg}
 	for _, o := range opts {
-		if o != nil {
-			o(d)
+		if o == nil {
+			continue
+		}
+		if err := o(d); err != nil {
+			return nil, err
 		}
 	}
 	if d.backend == nil {
@@ -114,14 +153,9 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 		return nil, fmt.Errorf("creating the run directory: %w", err)
 	}
 	d.stateRoot = d.runDir
-	if cfg.KeepState {
-		// A stable place, so the next run finds the disks again.
-		d.stateRoot = filepath.Join(base, fmt.Sprintf("vmdriver-state-%d", os.Getuid()))
-		if err := os.MkdirAll(d.stateRoot, 0o700); err != nil {
-			d.Close()
-			return nil, fmt.Errorf("creating the state directory: %w", err)
-		}
-	}
+	// A stable place for kept state, so the next run finds the disks
+	// again (-K for every machine, or create_machine's keep option).
+	d.keptRoot = filepath.Join(base, fmt.Sprintf("vmdriver-state-%d", os.Getuid()))
 	d.sharedDir = filepath.Join(d.runDir, "shared-xchg")
 	if err := os.Mkdir(d.sharedDir, 0o700); err != nil {
 		d.Close()
@@ -129,8 +163,8 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 	}
 	// The switches must listen before any machine starts: QEMU connects
 	// to them as it starts and fails if they are not there.
-	ctx, cancel := context.WithTimeout(context.Background(), vlan.StartTimeout)
-	err = d.startVLANs(ctx)
+	sctx, cancel := context.WithTimeout(ctx, vlan.StartTimeout)
+	err = d.startVLANs(sctx)
 	cancel()
 	if err != nil {
 		d.Close()
@@ -176,7 +210,14 @@ func (d *Driver) newMachine(name, startScript string, keep bool) (*machine.Machi
 	if abs, err := filepath.Abs(startScript); err == nil {
 		startScript = abs
 	}
-	state := filepath.Join(d.stateRoot, "vm-state-"+name)
+	root := d.stateRoot
+	if keep {
+		root = d.keptRoot
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			return nil, fmt.Errorf("machine %s: creating the state directory: %w", name, err)
+		}
+	}
+	state := filepath.Join(root, "vm-state-"+name)
 	if !keep {
 		if err := os.RemoveAll(state); err != nil {
 			return nil, err
@@ -291,9 +332,13 @@ func JoinMachines(ctx context.Context, ms []*machine.Machine) error {
 
 // CreateMachine makes an extra machine from a start script, like the
 // NixOS driver's create_machine: not part of Machines, no polling
-// conditions, released with the run. An empty name is derived from the
-// script's file name.
-func (d *Driver) CreateMachine(startScript, name string, keepState bool) (*machine.Machine, error) {
+// conditions, released with the run.
+func (d *Driver) CreateMachine(startScript string, opts ...CreateOption) (*machine.Machine, error) {
+	var c createConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	name := c.name
 	if name == "" {
 		name = MachineName(startScript)
 	}
@@ -303,7 +348,7 @@ func (d *Driver) CreateMachine(startScript, name string, keepState bool) (*machi
 	if closed {
 		return nil, errors.New("the driver is closed")
 	}
-	m, err := d.newMachine(name, startScript, keepState)
+	m, err := d.newMachine(name, startScript, c.keepState)
 	if err != nil {
 		return nil, err
 	}

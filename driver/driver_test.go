@@ -97,7 +97,7 @@ func TestNewNeedsABackend(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("XDG_RUNTIME_DIR", tmp)
 	cfg := Config{Machines: []MachineConfig{{Name: "a", StartScript: "/x/run-a-vm"}}, VLANs: []int{1}, OutputDir: t.TempDir()}
-	d, err := New(cfg, WithLogger(plainLogger{machine.DiscardLogger()}))
+	d, err := New(t.Context(), cfg, WithLogger(plainLogger{machine.DiscardLogger()}))
 	if d != nil || !errors.Is(err, ErrNoBackend) || !strings.Contains(err.Error(), "WithBackend(qemu.New())") {
 		t.Fatalf("New without a backend = %v, %v; want ErrNoBackend saying what to pass", d, err)
 	}
@@ -109,7 +109,7 @@ func TestNewNeedsABackend(t *testing.T) {
 func newMockDriver(t *testing.T, cfg Config, opts ...Option) (*Driver, *mock.Backend) {
 	t.Helper()
 	b := mock.New()
-	d, err := New(cfg, append([]Option{WithBackend(b), WithLogger(plainLogger{machine.DiscardLogger()})}, opts...)...)
+	d, err := New(t.Context(), cfg, append([]Option{WithBackend(b), WithLogger(plainLogger{machine.DiscardLogger()})}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestRetry(t *testing.T) {
 
 func TestCreateMachine(t *testing.T) {
 	d, _ := newMockDriver(t, Config{OutputDir: t.TempDir()})
-	m, err := d.CreateMachine("/x/run-extra-vm", "", false)
+	m, err := d.CreateMachine("/x/run-extra-vm")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,8 +262,36 @@ func TestCreateMachine(t *testing.T) {
 	if m.IsUp() {
 		t.Error("extra machine survived Close")
 	}
-	if _, err := d.CreateMachine("/x/run-late-vm", "", false); err == nil {
+	if _, err := d.CreateMachine("/x/run-late-vm"); err == nil {
 		t.Error("CreateMachine after Close succeeded")
+	}
+}
+
+func TestCreateMachineOptions(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	d, _ := newMockDriver(t, Config{OutputDir: t.TempDir()})
+	defer d.Close()
+	m, err := d.CreateMachine("/x/run-extra-vm", Named("web"), KeepState())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Name() != "web" {
+		t.Errorf("name %q, want web", m.Name())
+	}
+	// Kept state lives where the next run finds it, not in the run dir.
+	if dir := m.StateDir(); !strings.Contains(dir, "vmdriver-state-") || strings.HasPrefix(dir, d.runDir) {
+		t.Errorf("kept state in %s", dir)
+	}
+}
+
+func TestNewBadOption(t *testing.T) {
+	_, err := New(t.Context(), Config{OutputDir: t.TempDir()}, WithBackend(mock.New()), WithLogger(nil))
+	if err == nil || !strings.Contains(err.Error(), "WithLogger needs a Logger") {
+		t.Errorf("New with a nil logger = %v", err)
+	}
+	_, err = New(t.Context(), Config{OutputDir: t.TempDir()}, WithBackend(nil))
+	if !errors.Is(err, ErrNoBackend) {
+		t.Errorf("New with a nil backend = %v, want ErrNoBackend", err)
 	}
 }
 
@@ -275,7 +303,7 @@ func TestRelativeStartScript(t *testing.T) {
 		got = spec.StartScript
 		return nil
 	}))
-	d, err := New(Config{Machines: []MachineConfig{{Name: "m", StartScript: "vms/run-m-vm"}}, OutputDir: dir},
+	d, err := New(t.Context(), Config{Machines: []MachineConfig{{Name: "m", StartScript: "vms/run-m-vm"}}, OutputDir: dir},
 		WithBackend(b), WithLogger(plainLogger{machine.DiscardLogger()}))
 	if err != nil {
 		t.Fatal(err)

@@ -104,7 +104,7 @@ func TestVLANsReachMachines(t *testing.T) {
 		VLANs:     []int{2, 1, 2},
 		OutputDir: t.TempDir(),
 	}
-	d, err := New(cfg, WithBackend(b), WithLogger(log))
+	d, err := New(t.Context(), cfg, WithBackend(b), WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestVLANsReachMachines(t *testing.T) {
 	if err := d.StartAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	extra, err := d.CreateMachine("/x/run-c-vm", "", false)
+	extra, err := d.CreateMachine("/x/run-c-vm")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestVLANDeathIsLogged(t *testing.T) {
 	testenv.NeedCommand(t, vlan.Binary)
 	privateTmp(t)
 	log := newRecLogger()
-	d, err := New(Config{VLANs: []int{1}, OutputDir: t.TempDir()}, WithBackend(mock.New()), WithLogger(log))
+	d, err := New(t.Context(), Config{VLANs: []int{1}, OutputDir: t.TempDir()}, WithBackend(mock.New()), WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestVLANStartFailure(t *testing.T) {
 			var starts int
 			b := mock.New(mock.WithStartHook(func(backend.Spec) error { starts++; return nil }))
 			cfg := Config{Machines: []MachineConfig{{Name: "m", StartScript: "/x/run-m-vm"}}, VLANs: []int{1, 2, 3}, OutputDir: t.TempDir()}
-			d, err := New(cfg, WithBackend(b), WithLogger(newRecLogger()))
+			d, err := New(t.Context(), cfg, WithBackend(b), WithLogger(newRecLogger()))
 			if err == nil {
 				d.Close()
 				t.Fatal("New succeeded")

@@ -39,7 +39,7 @@ func TestScripts(t *testing.T) {
 			}
 			out := t.TempDir()
 			log := report.New(report.Options{Out: testWriter{t}, JUnit: true})
-			d, err := driver.New(driver.Config{
+			d, err := driver.New(t.Context(), driver.Config{
 				Machines:      []driver.MachineConfig{{Name: kind, StartScript: start}},
 				GlobalTimeout: 10 * time.Minute,
 				OutputDir:     out,

@@ -39,7 +39,7 @@ func testFork(t *testing.T, kind images.Kind) {
 	if err != nil {
 		t.Fatalf("building the guest: %v", err)
 	}
-	d, err := driver.New(driver.Config{
+	d, err := driver.New(t.Context(), driver.Config{
 		Machines: []driver.MachineConfig{{Name: "base", StartScript: scripts[0]}},
 		VLANs:    []int{1},
 	}, driver.WithBackend(sharedBackend()), driver.WithMachineOptions(machine.WithLogger(machine.NewTextLogger(testWriter{t}))))

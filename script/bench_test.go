@@ -12,7 +12,7 @@ import (
 // BenchmarkRunEmpty measures the fixed cost of script.Run: globals,
 // modules, rewrite, compile, thread and global-timeout setup.
 func BenchmarkRunEmpty(b *testing.B) {
-	d, err := driver.New(driver.Config{OutputDir: b.TempDir()}, driver.WithBackend(mock.New()), driver.WithLogger(&recLogger{}))
+	d, err := driver.New(b.Context(), driver.Config{OutputDir: b.TempDir()}, driver.WithBackend(mock.New()), driver.WithLogger(&recLogger{}))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -168,7 +168,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if cfg.logger != nil {
 		log = cfg.logger
 	}
-	d, err := driver.New(dc, driver.WithBackend(e.b), driver.WithLogger(log))
+	d, err := driver.New(e.t.Context(), dc, driver.WithBackend(e.b), driver.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func TestVLANGlobals(t *testing.T) {
 		VLANs:     []int{5, 1},
 		OutputDir: t.TempDir(),
 	}
-	d, err := driver.New(cfg, driver.WithBackend(mock.New()), driver.WithLogger(&recLogger{}))
+	d, err := driver.New(t.Context(), cfg, driver.WithBackend(mock.New()), driver.WithLogger(&recLogger{}))
 	if err != nil {
 		t.Fatal(err)
 	}

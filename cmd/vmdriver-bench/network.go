@@ -69,7 +69,7 @@ func (b *bench) network(ctx context.Context, w io.Writer) error {
 	fmt.Fprintf(w, "| 3 in parallel (`start_all`) | %s |\n", stats(three))
 	fmt.Fprintf(w, "\nRatio of the medians, 3 in parallel / 1 alone: %.2f (%d host cores).\n", float64(median(three))/float64(median(alone)), runtime.NumCPU())
 
-	d, err := newNetDriver(dir, scripts[:2])
+	d, err := newNetDriver(ctx, dir, scripts[:2])
 	if err != nil {
 		return err
 	}
@@ -111,19 +111,19 @@ func (b *bench) network(ctx context.Context, w io.Writer) error {
 
 // newNetDriver prepares a run of the given start scripts on VLAN 1, logging
 // nowhere.
-func newNetDriver(outDir string, scripts []string) (*driver.Driver, error) {
+func newNetDriver(ctx context.Context, outDir string, scripts []string) (*driver.Driver, error) {
 	var ms []driver.MachineConfig
 	for _, s := range scripts {
 		ms = append(ms, driver.MachineConfig{Name: driver.MachineName(s), StartScript: s})
 	}
-	return driver.New(driver.Config{Machines: ms, VLANs: []int{1}, OutputDir: outDir, GlobalTimeout: 10 * time.Minute},
+	return driver.New(ctx, driver.Config{Machines: ms, VLANs: []int{1}, OutputDir: outDir, GlobalTimeout: 10 * time.Minute},
 		driver.WithBackend(qemu.New()), driver.WithLogger(report.New(report.Options{})))
 }
 
 // bootNetworked times one run from StartAll until every machine's shell
 // has answered a command.
 func bootNetworked(ctx context.Context, outDir string, scripts []string) (time.Duration, error) {
-	d, err := newNetDriver(outDir, scripts)
+	d, err := newNetDriver(ctx, outDir, scripts)
 	if err != nil {
 		return 0, err
 	}

@@ -122,7 +122,7 @@ func runTestWith(ctx context.Context, kind testCmd, name string, args []string, 
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	d, err := driver.New(cfg, driver.WithBackend(b), driver.WithLogger(log))
+	d, err := driver.New(ctx, cfg, driver.WithBackend(b), driver.WithLogger(log))
 	if err != nil {
 		log.Error("", err.Error())
 		return exitInfra

@@ -64,7 +64,7 @@ func TestNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := report.New(report.Options{Out: testWriter{t}, JUnit: true})
-	d, err := driver.New(driver.Config{
+	d, err := driver.New(t.Context(), driver.Config{
 		Machines:      machines,
 		VLANs:         []int{1, 2},
 		GlobalTimeout: 10 * time.Minute,
