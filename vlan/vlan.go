@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/internal/hosttools"
+	"github.com/vmdriver/vmdriver/internal/proc"
 )
 
 // Binary is the program that runs a switch (Debian package vde2).
@@ -70,7 +71,7 @@ type Switch struct {
 	nr   int
 	dir  string // control directory, what QEMU_VDE_SOCKET_<nr> holds
 	pid  int
-	cmd  *exec.Cmd
+	proc *proc.Process
 	logf func(format string, args ...any)
 
 	stdin          io.WriteCloser
@@ -84,7 +85,6 @@ type Switch struct {
 
 	closing  atomic.Bool   // Close began: an exit from now on is expected
 	done     chan struct{} // closed once the process has been reaped
-	waitErr  error         // set before done is closed
 	expected bool          // the exit came after Close began; set before done
 
 	closeOnce sync.Once
@@ -136,11 +136,6 @@ func Start(ctx context.Context, nr int, dir string, opts ...Option) (*Switch, er
 		s.logf("vlan %d: vde_switch: %s", nr, l)
 	}}
 	cmd.Stdout, cmd.Stderr = s.stdout, s.errOut
-	// Its own process group, so Close reaches everything it runs; and
-	// Pdeathsig, so the switch dies with the driver even on SIGKILL
-	// (Linux sends it when the spawning thread exits, which the Go
-	// runtime does only for goroutines that exit locked to their thread).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// The switch forks nothing; this only bounds Wait should something
 	// else hold its output pipes.
 	cmd.WaitDelay = time.Second
@@ -149,11 +144,14 @@ func Start(ctx context.Context, nr int, dir string, opts ...Option) (*Switch, er
 	if err != nil {
 		return nil, fmt.Errorf("vlan %d: %w", nr, err)
 	}
-	if err := cmd.Start(); err != nil {
+	// Its own process group, so Close reaches everything it runs; it
+	// dies with the driver (proc.Start).
+	p, err := proc.Start(cmd)
+	if err != nil {
 		s.stdin.Close()
 		return nil, fmt.Errorf("vlan %d: starting %s: %w", nr, bin, err)
 	}
-	s.cmd, s.pid = cmd, cmd.Process.Pid
+	s.proc, s.pid = p, p.PID()
 	go s.wait()
 
 	if err := s.awaitReady(ctx); err != nil {
@@ -167,10 +165,9 @@ func Start(ctx context.Context, nr int, dir string, opts ...Option) (*Switch, er
 // wait reaps the process and records how it ended. Nothing is logged
 // after done closes, so a Logf may stop working once Close returned.
 func (s *Switch) wait() {
-	err := s.cmd.Wait() // also waits for the output to be copied
+	<-s.proc.Exited() // the output has been copied by then
 	s.stdout.flush()
 	s.errOut.flush()
-	s.waitErr = err
 	s.expected = s.closing.Load()
 	if !s.expected {
 		s.logf("vlan %d: vde_switch pid %d exited: %v", s.nr, s.pid, s.describeExit())
@@ -253,18 +250,11 @@ func isDigits(s string) bool {
 }
 
 func (s *Switch) startupExit() error {
-	return fmt.Errorf("vlan %d: %w during startup (%v)%s", s.nr, ErrExited, exitStatus(s.waitErr), s.stderrSuffix())
+	return fmt.Errorf("vlan %d: %w during startup (%s)%s", s.nr, ErrExited, s.proc.Status(), s.stderrSuffix())
 }
 
 func (s *Switch) describeExit() string {
-	return exitStatus(s.waitErr) + s.stderrSuffix()
-}
-
-func exitStatus(err error) string {
-	if err == nil {
-		return "exit status 0"
-	}
-	return err.Error()
+	return s.proc.Status().String() + s.stderrSuffix()
 }
 
 func (s *Switch) stderrSuffix() string {
@@ -332,7 +322,7 @@ func (s *Switch) close() error {
 	case <-grace.C:
 		s.logf("vlan %d: vde_switch pid %d still running %s after its stdin closed; killing it", s.nr, s.pid, CloseGrace)
 		// Not reaped yet, so the group id is still ours to signal.
-		if err := syscall.Kill(-s.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		if err := s.proc.SignalGroup(syscall.SIGKILL); err != nil {
 			errs = append(errs, fmt.Errorf("vlan %d: killing vde_switch: %w", s.nr, err))
 		}
 		kill := time.NewTimer(killWait)

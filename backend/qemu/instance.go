@@ -17,6 +17,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/proc"
 	"github.com/vmdriver/vmdriver/qmp"
 )
 
@@ -69,7 +70,7 @@ type Instance struct {
 	stateDir string
 	logf     func(format string, args ...any)
 
-	cmd   *exec.Cmd
+	proc  *proc.Process
 	pid   int
 	stdin *os.File
 
@@ -84,9 +85,8 @@ type Instance struct {
 	shellConn net.Conn        // our end of the shell socketpair
 	shell     *backdoor.Shell // reads shellConn from the spawn on
 
-	exited  chan struct{} // closed once cmd.Wait returned
-	waitErr error         // set before exited is closed
-	done    chan struct{} // closed once everything is released
+	exited <-chan struct{} // closed once the process was reaped (proc.Exited)
+	done   chan struct{}   // closed once everything is released
 
 	readers sync.WaitGroup // stdout and stderr copiers
 
@@ -172,19 +172,14 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 	if c.ram.live != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, c.ram.live) // fd 4: ramChildFD
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Its own process group, so teardown reaches every process the
-		// script started; Pdeathsig so QEMU dies with the driver even
-		// when the driver is SIGKILLed (the script execs QEMU, which
-		// keeps the setting; a QEMU the script forks instead would not
-		// get it). Linux sends it when the spawning thread exits, which
-		// the Go runtime does only for goroutines that exit while
-		// locked to their thread.
-		Setpgid:   true,
-		Pdeathsig: syscall.SIGKILL,
-	}
 	spawned := time.Now()
-	err = cmd.Start()
+	// Its own process group, so teardown reaches every process the
+	// script started; Pdeathsig so QEMU dies with the driver even when
+	// the driver is SIGKILLed (the script execs QEMU, which keeps the
+	// setting; a QEMU the script forks instead would not get it). Linux
+	// sends it when the spawning thread exits, which the Go runtime does
+	// only for goroutines that exit while locked to their thread.
+	p, err := proc.Start(cmd)
 	// The child has its copies; ours would keep the pipes open forever
 	// and keep the shell channel from ending when QEMU does.
 	closeAll(stdinR, stdoutW, stderrW, pair.theirs)
@@ -203,13 +198,13 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 		script:     c.script,
 		stateDir:   c.stateDir,
 		logf:       c.logf,
-		cmd:        cmd,
-		pid:        cmd.Process.Pid,
+		proc:       p,
+		pid:        p.PID(),
 		stdin:      stdinW,
 		console:    newTailBuffer(16 << 10),
 		stderr:     newTailBuffer(16 << 10),
 		shellConn:  pair.ours,
-		exited:     make(chan struct{}),
+		exited:     p.Exited(),
 		done:       make(chan struct{}),
 		consoleSem: make(chan struct{}, 1),
 		ramLive:    c.ram.live,
@@ -305,20 +300,8 @@ func (i *Instance) exitedEarly() error {
 // ended describes the exited process (who, for people) as an error of
 // op, without the tails.
 func (i *Instance) ended(op, who string) *backend.Error {
-	e := &backend.Error{Op: op, Process: who, PID: i.pid, Exited: true, ExitStatus: -1}
-	var ee *exec.ExitError
-	switch {
-	case i.waitErr == nil:
-		e.ExitStatus = 0
-	case errors.As(i.waitErr, &ee):
-		e.ExitStatus = ee.ExitCode()
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			e.Signal = ws.Signal()
-		}
-	default:
-		e.Err = i.waitErr
-	}
-	return e
+	st := i.proc.Status()
+	return &backend.Error{Op: op, Process: who, PID: i.pid, Exited: true, ExitStatus: st.Code, Signal: st.Signal, Err: st.Err}
 }
 
 // withTails adds the last stderr and console lines to e.
@@ -379,11 +362,9 @@ func (f *forgivingWriter) Write(p []byte) (int, error) {
 // watch waits for the process to exit and then releases everything tied
 // to it, closing done last.
 func (i *Instance) watch(stdoutR, stderrR *os.File) {
-	err := i.cmd.Wait()
-	i.waitErr = err
-	close(i.exited)
+	<-i.exited
 	// Anything the script left behind in its process group goes too.
-	_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+	_ = i.proc.SignalGroup(syscall.SIGKILL)
 
 	readersDone := make(chan struct{})
 	go func() { i.readers.Wait(); close(readersDone) }()
@@ -420,7 +401,7 @@ func (i *Instance) watch(stdoutR, stderrR *os.File) {
 	i.stdin.Close()
 	// QEMU removes its QMP socket only when it exits cleanly.
 	_ = removeSocket(filepath.Join(i.stateDir, qmpSocket))
-	if err != nil {
+	if i.proc.Err() != nil {
 		i.logf("qemu: pid %d %s", i.pid, i.ended("", "").HowExited())
 	}
 	close(i.done)
@@ -573,7 +554,7 @@ func (i *Instance) ExitErr() error {
 	default:
 		return nil
 	}
-	if i.waitErr == nil {
+	if i.proc.Err() == nil {
 		return nil
 	}
 	return i.withTails(i.ended("", "QEMU"))
@@ -640,9 +621,9 @@ func (i *Instance) Kill(ctx context.Context) error {
 		case <-i.exited:
 		case <-t.C:
 			i.logf("qemu: pid %d ignored QMP quit for %s; sending SIGKILL", i.pid, killGrace)
-			_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+			_ = i.proc.SignalGroup(syscall.SIGKILL)
 		case <-ctx.Done():
-			_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+			_ = i.proc.SignalGroup(syscall.SIGKILL)
 		}
 		t.Stop()
 	}
@@ -662,13 +643,13 @@ func (i *Instance) Close() error {
 		select {
 		case <-i.exited:
 		default:
-			_ = syscall.Kill(-i.pid, syscall.SIGTERM)
+			_ = i.proc.SignalGroup(syscall.SIGTERM)
 			t := time.NewTimer(termGrace)
 			select {
 			case <-i.exited:
 			case <-t.C:
 				i.logf("qemu: pid %d still running %s after SIGTERM; sending SIGKILL", i.pid, termGrace)
-				_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+				_ = i.proc.SignalGroup(syscall.SIGKILL)
 			}
 			t.Stop()
 		}
