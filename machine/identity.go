@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // A restored clone starts as an exact copy of its original: same clock
@@ -21,20 +22,12 @@ import (
 // handing it out, through the guest shell, with commands that work on
 // busybox and on full distributions alike.
 
-// discoverCommand lists the guest's interfaces and addresses (iproute2
-// and busybox ip, one line each).
-const discoverCommand = "ip -o link; ip -o addr"
-
-// mountsCommand lists 9p mounts as "SOURCE DIR OPTIONS" lines with shell
-// builtins only.
-const mountsCommand = `while read -r src dir fs opts rest; do if [ "$fs" = 9p ]; then echo "$src $dir $opts"; fi; done < /proc/mounts`
-
 // guestMount is a 9p share mounted in the guest.
 type guestMount struct {
 	Source, Dir, Options string
 }
 
-// parseMounts reads mountsCommand's output.
+// parseMounts reads guestcmd.ListMounts9p's output.
 func parseMounts(out string) []guestMount {
 	var ms []guestMount
 	for _, line := range strings.Split(out, "\n") {
@@ -50,18 +43,18 @@ func parseMounts(out string) []guestMount {
 func mountScript(ms []guestMount) string {
 	var sb strings.Builder
 	for _, m := range ms {
-		fmt.Fprintf(&sb, "mount -t 9p -o %s %s %s\n", shellQuote(m.Options), shellQuote(m.Source), shellQuote(m.Dir))
+		sb.WriteString(guestcmd.Mount9p(m.Source, m.Dir, m.Options))
 	}
 	return sb.String()
 }
 
-// unmountScript unmounts ms, innermost (last mounted) first.
+// unmountScript syncs and unmounts ms, innermost (last mounted) first.
 func unmountScript(ms []guestMount) string {
-	var sb strings.Builder
-	for k := len(ms) - 1; k >= 0; k-- {
-		fmt.Fprintf(&sb, "umount %s\n", shellQuote(ms[k].Dir))
+	dirs := make([]string, len(ms))
+	for k, m := range ms {
+		dirs[k] = m.Dir
 	}
-	return sb.String()
+	return guestcmd.Unmount(dirs...)
 }
 
 // guestIface is one interface as the guest lists it.
@@ -71,7 +64,7 @@ type guestIface struct {
 	Addrs []netip.Prefix
 }
 
-// parseInterfaces reads discoverCommand's output.
+// parseInterfaces reads guestcmd.ListInterfaces's output.
 func parseInterfaces(out string) map[string]*guestIface {
 	ifs := map[string]*guestIface{}
 	get := func(dev string) *guestIface {
@@ -185,22 +178,17 @@ type identity struct {
 func identityScript(id identity, links []backend.Link, ifs map[string]*guestIface) (string, error) {
 	var sb strings.Builder
 	sb.WriteString(mountScript(id.Mounts))
-	secs := id.Now.Unix()
-	fmt.Fprintf(&sb, "date -s @%d.%09d >/dev/null 2>&1 || date -s @%d >/dev/null\n", secs, id.Now.Nanosecond(), secs)
-	// The kernel's host name through /proc: a shell builtin, where the
-	// hostname program would be one more process to start (each costs
-	// tenths of a second in a guest whose translated code is gone).
-	fmt.Fprintf(&sb, "echo %s > /proc/sys/kernel/hostname\n", shellQuote(id.Hostname))
-	fmt.Fprintf(&sb, "echo %s > /etc/hostname\n", shellQuote(id.Hostname))
+	sb.WriteString(guestcmd.SetClock(id.Now))
+	sb.WriteString(guestcmd.SetHostname(id.Hostname))
 	machineID := make([]byte, 16)
 	seed := make([]byte, 64)
 	rand.Read(machineID)
 	rand.Read(seed)
-	fmt.Fprintf(&sb, "echo %s > /etc/machine-id\n", hex.EncodeToString(machineID))
+	sb.WriteString(guestcmd.SetMachineID(hex.EncodeToString(machineID)))
 	// Host randomness for the pool. The reseed itself needs no command:
 	// the hypervisor changed the VM generation ID (QEMU: vmgenid), and
 	// the guest kernel reseeded on seeing it, before this runs.
-	fmt.Fprintf(&sb, "echo %s > /dev/urandom\n", hex.EncodeToString(seed))
+	sb.WriteString(guestcmd.AddEntropy(hex.EncodeToString(seed)))
 
 	byMAC := map[string]*guestIface{}
 	for _, g := range ifs {
@@ -220,26 +208,21 @@ func identityScript(id identity, links []backend.Link, ifs map[string]*guestIfac
 		if g == nil {
 			return "", fmt.Errorf("the guest has no interface with MAC %s (VLAN %d); cannot give the clone its own address", l.MAC, vlan)
 		}
-		dev := shellQuote(g.Dev)
 		mac := nodeMAC(vlan, id.Node)
-		fmt.Fprintf(&sb, "ip link set dev %s address %s\n", dev, mac)
+		sb.WriteString(guestcmd.SetMAC(g.Dev, mac))
 		oldLL, _ := linkLocal(g.MAC)
 		newLL, _ := linkLocal(mac)
 		for _, p := range g.Addrs {
 			if p == oldLL {
-				fmt.Fprintf(&sb, "ip addr del %s dev %s\n", p, dev)
-				fmt.Fprintf(&sb, "ip addr add %s dev %s\n", newLL, dev)
-				continue
-			}
-			if np, ok := renumber(p, old, id.Node); ok {
-				fmt.Fprintf(&sb, "ip addr del %s dev %s\n", p, dev)
-				fmt.Fprintf(&sb, "ip addr add %s dev %s\n", np, dev)
+				sb.WriteString(guestcmd.ReplaceAddr(g.Dev, p, newLL))
+			} else if np, ok := renumber(p, old, id.Node); ok {
+				sb.WriteString(guestcmd.ReplaceAddr(g.Dev, p, np))
 			}
 		}
-		fmt.Fprintf(&sb, "ip neigh flush dev %s\n", dev)
+		sb.WriteString(guestcmd.FlushNeighbours(g.Dev))
 	}
 	for _, line := range id.Peers {
-		fmt.Fprintf(&sb, "echo %s >> /etc/hosts\n", shellQuote(line))
+		sb.WriteString(guestcmd.AddHost(line))
 	}
 	return sb.String(), nil
 }

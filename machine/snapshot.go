@@ -15,6 +15,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // Snapshot is a machine's saved state, from which new machines are
@@ -156,12 +157,12 @@ func (m *Machine) discoverInterfaces(ctx context.Context, sh *backdoor.Shell, li
 	if !slices.ContainsFunc(links, func(l backend.Link) bool { _, _, ok := vlanMAC(l.MAC); return ok && l.VLAN != 0 }) {
 		return nil, nil
 	}
-	res, err := sh.Run(ctx, discoverCommand, backdoor.RunOptions{})
+	res, err := sh.Run(ctx, guestcmd.ListInterfaces(), backdoor.RunOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: listing the guest's interfaces: %w", m.name, err)
 	}
 	if res.Status != 0 {
-		return nil, fmt.Errorf("machine %s: listing the guest's interfaces (%s): status %d: %s", m.name, discoverCommand, res.Status, strings.TrimSpace(string(res.Output)))
+		return nil, fmt.Errorf("machine %s: listing the guest's interfaces (%s): status %d: %s", m.name, guestcmd.ListInterfaces(), res.Status, strings.TrimSpace(string(res.Output)))
 	}
 	return parseInterfaces(string(res.Output)), nil
 }
@@ -169,7 +170,7 @@ func (m *Machine) discoverInterfaces(ctx context.Context, sh *backdoor.Shell, li
 // unmountShares lists the guest's 9p mounts and unmounts them. A guest
 // whose shell cannot list them (no /proc/mounts) has none to unmount.
 func (m *Machine) unmountShares(ctx context.Context, sh *backdoor.Shell) ([]guestMount, error) {
-	res, err := sh.Run(ctx, mountsCommand, backdoor.RunOptions{})
+	res, err := sh.Run(ctx, guestcmd.ListMounts9p(), backdoor.RunOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: listing 9p mounts: %w", m.name, err)
 	}
@@ -180,7 +181,7 @@ func (m *Machine) unmountShares(ctx context.Context, sh *backdoor.Shell) ([]gues
 	if len(mounts) == 0 {
 		return nil, nil
 	}
-	res, err = sh.Run(ctx, "sync\n"+unmountScript(mounts), backdoor.RunOptions{})
+	res, err = sh.Run(ctx, unmountScript(mounts), backdoor.RunOptions{})
 	if err == nil && res.Status != 0 {
 		err = fmt.Errorf("status %d: %s", res.Status, strings.TrimSpace(string(res.Output)))
 	}
@@ -203,8 +204,7 @@ func (m *Machine) remount(sh *backdoor.Shell, mounts []guestMount) error {
 	var script strings.Builder
 	for _, mt := range mounts {
 		// Only those not mounted: a failed unmount may have left some.
-		fmt.Fprintf(&script, "grep -q %s /proc/mounts || ", shellQuote(" "+mt.Dir+" 9p "))
-		script.WriteString(mountScript([]guestMount{mt}))
+		script.WriteString(guestcmd.Remount9p(mt.Source, mt.Dir, mt.Options))
 	}
 	res, err := sh.Run(ctx, script.String(), backdoor.RunOptions{})
 	if err == nil && res.Status != 0 {
