@@ -106,9 +106,22 @@ func TestNewNeedsABackend(t *testing.T) {
 	}
 }
 
+// guestAnswers scripts the mock guests' answers to the tests' commands.
+func guestAnswers(_ string, g *mock.Guest) {
+	g.Answer("true", mock.Reply{})
+	for _, w := range []string{"hi", "1", "2", "3"} {
+		g.Answer("echo "+w, mock.Reply{Out: w + "\n"})
+	}
+	// A sleep far beyond any test's deadline: it ends with the guest.
+	g.AnswerFunc("sleep 600", func(ctx context.Context, _ mock.Request) mock.Reply {
+		<-ctx.Done()
+		return mock.Reply{Status: 143}
+	})
+}
+
 func newMockDriver(t *testing.T, cfg Config, opts ...Option) (*Driver, *mock.Backend) {
 	t.Helper()
-	b := mock.New()
+	b := mock.New(mock.WithGuest(guestAnswers))
 	d, err := New(t.Context(), cfg, append([]Option{WithBackend(b), WithLogger(plainLogger{machine.DiscardLogger()})}, opts...)...)
 	if err != nil {
 		t.Fatal(err)

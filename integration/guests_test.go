@@ -291,13 +291,16 @@ func checkWaitUntil(ctx context.Context, t *testing.T, _ guestKind, m *machine.M
 // checkWaitForFile: a file that appears later is waited for; a missing
 // one times out with an error naming it.
 func checkWaitForFile(ctx context.Context, t *testing.T, _ guestKind, m *machine.Machine) {
-	if _, err := m.Succeed(ctx, "rm -f '/tmp/wait for me'; (sleep 2; touch '/tmp/wait for me') >/dev/null 2>&1 &"); err != nil {
+	// A name the shell must get quoted right: blanks, quotes and a $.
+	const name = `/tmp/wait for "it's" $me`
+	q := shellQuote(name)
+	if _, err := m.Succeed(ctx, "rm -f "+q+"; (sleep 2; touch "+q+") >/dev/null 2>&1 &"); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.WaitForFile(ctx, "/tmp/wait for me", machine.Timeout(time.Minute)); err != nil {
+	if err := m.WaitForFile(ctx, name, machine.Timeout(time.Minute)); err != nil {
 		t.Errorf("WaitForFile: %v", err)
 	}
-	if _, err := m.Succeed(ctx, "test -e '/tmp/wait for me'"); err != nil {
+	if _, err := m.Succeed(ctx, "test -e "+q); err != nil {
 		t.Errorf("the file WaitForFile returned for is not there: %v", err)
 	}
 	err := m.WaitForFile(ctx, "/no/such/file", machine.Timeout(2*time.Second))
@@ -487,14 +490,16 @@ func checkNoSystemd(ctx context.Context, t *testing.T, _ guestKind, m *machine.M
 // their contents, modes and symlinks.
 func checkCopyFromHost(ctx context.Context, t *testing.T, _ guestKind, m *machine.Machine) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "greeting.txt")
+	// Names the shell must get quoted right, staged and in the guest.
+	file := filepath.Join(dir, `it's a "greeting".txt`)
 	if err := os.WriteFile(file, []byte("hello\nguest"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.CopyFromHost(ctx, file, "/root/in/new/greeting.txt"); err != nil {
+	target := shellQuote("/root/in/new dir/o'neil $x.txt")
+	if err := m.CopyFromHost(ctx, file, "/root/in/new dir/o'neil $x.txt"); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := m.Succeed(ctx, "cat /root/in/new/greeting.txt; echo; stat -c %a /root/in/new/greeting.txt"); err != nil || out != "hello\nguest\n750\n" {
+	if out, err := m.Succeed(ctx, "cat "+target+"; echo; stat -c %a "+target); err != nil || out != "hello\nguest\n750\n" {
 		t.Errorf("copied file: %q, %v; want its content and mode 750", out, err)
 	}
 
@@ -533,12 +538,14 @@ func checkCopyFromHostViaShell(ctx context.Context, t *testing.T, _ guestKind, m
 	if err := os.WriteFile(src, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.CopyFromHostViaShell(ctx, src, "/root/via/shell/blob.bin"); err != nil {
+	// A target the shell must get quoted right.
+	const target = "/root/via/my shell/blob's copy.bin"
+	if err := m.CopyFromHostViaShell(ctx, src, target); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(data)
-	out, err := m.Succeed(ctx, "wc -c < /root/via/shell/blob.bin; sha256sum /root/via/shell/blob.bin")
-	if want := fmt.Sprintf("%d\n%x  /root/via/shell/blob.bin\n", len(data), sum); err != nil || strings.TrimLeft(out, " ") != want {
+	out, err := m.Succeed(ctx, "wc -c < "+shellQuote(target)+"; sha256sum < "+shellQuote(target))
+	if want := fmt.Sprintf("%d\n%x  -\n", len(data), sum); err != nil || strings.TrimLeft(out, " ") != want {
 		t.Errorf("guest copy: %q, %v; want %q", out, err, want)
 	}
 	empty := filepath.Join(dir, "empty")
@@ -557,7 +564,7 @@ func checkCopyFromHostViaShell(ctx context.Context, t *testing.T, _ guestKind, m
 // output directory, byte-exact.
 func checkCopyFromMachine(ctx context.Context, t *testing.T, _ guestKind, m *machine.Machine) {
 	setup := "rm -rf /tmp/export; mkdir -p /tmp/export/sub && printf one > /tmp/export/one.txt && printf 'two\\n' > /tmp/export/sub/two.txt" +
-		" && head -c 100000 /dev/urandom > /tmp/export.bin && sha256sum /tmp/export.bin"
+		` && printf log > "/tmp/export/my app's log" && head -c 100000 /dev/urandom > /tmp/export.bin && sha256sum /tmp/export.bin`
 	out, err := m.Succeed(ctx, setup)
 	if err != nil {
 		t.Fatal(err)
@@ -571,11 +578,17 @@ func checkCopyFromMachine(ctx context.Context, t *testing.T, _ guestKind, m *mac
 	if want := filepath.Join(m.OutputDir(), "results", "export"); got != want {
 		t.Errorf("CopyFromMachine returned %q, want %q", got, want)
 	}
-	for rel, want := range map[string]string{"one.txt": "one", "sub/two.txt": "two\n"} {
+	for rel, want := range map[string]string{"one.txt": "one", "sub/two.txt": "two\n", "my app's log": "log"} {
 		b, err := os.ReadFile(filepath.Join(got, rel))
 		if err != nil || string(b) != want {
 			t.Errorf("copied %s: %q, %v; want %q", rel, b, err, want)
 		}
+	}
+
+	// A single file whose name the shell must get quoted right.
+	got, err = m.CopyFromMachine(ctx, "/tmp/export/my app's log", "single")
+	if b, err2 := os.ReadFile(filepath.Join(m.OutputDir(), "single", "my app's log")); err != nil || err2 != nil || string(b) != "log" {
+		t.Errorf("CopyFromMachine of one file = %q, %v: %q, %v", got, err, b, err2)
 	}
 
 	got, err = m.CopyFromMachine(ctx, "/tmp/export.bin", "")
@@ -756,6 +769,16 @@ func checkTTY(ctx context.Context, t *testing.T, k guestKind, m *machine.Machine
 	}
 	if _, err := m.GetTTYText(ctx, 99); !errors.Is(err, machine.ErrCheckFailed) {
 		t.Errorf("GetTTYText(99) of a terminal that cannot exist = %v, want ErrCheckFailed", err)
+	}
+	if k.systemd {
+		// The dump goes to the journal, which the guest copies to the
+		// serial console.
+		if err := m.DumpTTYContents(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.WaitForConsoleText(ctx, `vmd-tty-42`, machine.Timeout(time.Minute)); err != nil {
+			t.Errorf("DumpTTYContents: the terminal's text never reached the console: %v", err)
+		}
 	}
 }
 

@@ -168,7 +168,7 @@ func (f *fakeTB) logged(s string) bool {
 func TestStartT(t *testing.T) {
 	tb := &fakeTB{}
 	rec := &recLogger{}
-	b := mock.New()
+	b := mock.New(mock.WithGuest(baseAnswers), mock.WithGuest(baseMatchers))
 	m := machine.StartT(tb, b, "web", machine.WithLogger(rec))
 	_, err := m.Succeed(testCtx(t), "true")
 	must(t, err)

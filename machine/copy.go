@@ -2,7 +2,6 @@ package machine
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,7 @@ import (
 	"path"
 	"path/filepath"
 
-	"github.com/vmdriver/vmdriver/internal/shellquote"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // guestShared is where the guest sees the shared directory.
@@ -38,10 +37,10 @@ func (m *Machine) CopyFromHost(ctx context.Context, source, target string) error
 			return fmt.Errorf("machine %s: copy from host: staging %s: %w", m.name, source, err)
 		}
 		staged := path.Join(guestShared, filepath.Base(tmp), name)
-		if _, err := m.Succeed(ctx, "mkdir -p -- "+shellquote.Quote(path.Dir(target))); err != nil {
+		if _, err := m.Succeed(ctx, guestcmd.MkdirAll(path.Dir(target))); err != nil {
 			return err
 		}
-		_, err = m.Succeed(ctx, "cp -r -- "+shellquote.Quote(staged)+" "+shellquote.Quote(target))
+		_, err = m.Succeed(ctx, guestcmd.CopyTree(staged, target))
 		return err
 	})
 }
@@ -55,19 +54,15 @@ func (m *Machine) CopyFromHostViaShell(ctx context.Context, source, target strin
 		if err != nil {
 			return fmt.Errorf("machine %s: copy from host via shell: %w", m.name, err)
 		}
-		if _, err := m.Succeed(ctx, "mkdir -p -- "+shellquote.Quote(path.Dir(target))); err != nil {
+		if _, err := m.Succeed(ctx, guestcmd.MkdirAll(path.Dir(target))); err != nil {
 			return err
 		}
-		redirect := ">"
 		for first := true; first || len(data) > 0; first = false {
 			n := min(len(data), uploadChunk)
-			chunk := base64.StdEncoding.EncodeToString(data[:n])
-			data = data[n:]
-			cmd := "printf %s " + shellquote.Quote(chunk) + " | base64 -d " + redirect + " " + shellquote.Quote(target)
-			if _, err := m.Succeed(ctx, cmd); err != nil {
+			if _, err := m.Succeed(ctx, guestcmd.Upload(data[:n], target, !first)); err != nil {
 				return err
 			}
-			redirect = ">>"
+			data = data[n:]
 		}
 		return nil
 	})
@@ -89,10 +84,10 @@ func (m *Machine) CopyFromMachine(ctx context.Context, source, targetDir string)
 		}
 		defer os.RemoveAll(tmp)
 		guestTmp := path.Join(guestShared, filepath.Base(tmp))
-		if _, err := m.Succeed(ctx, "mkdir -p -- "+shellquote.Quote(guestTmp)); err != nil {
+		if _, err := m.Succeed(ctx, guestcmd.MkdirAll(guestTmp)); err != nil {
 			return err
 		}
-		if _, err := m.Succeed(ctx, "cp -r -- "+shellquote.Quote(source)+" "+shellquote.Quote(path.Join(guestTmp, name))); err != nil {
+		if _, err := m.Succeed(ctx, guestcmd.CopyTree(source, path.Join(guestTmp, name))); err != nil {
 			return err
 		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

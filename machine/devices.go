@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // SendConsole types s into the guest's serial console (for example to
@@ -196,7 +197,7 @@ func (m *Machine) sendKey(ctx context.Context, key string, c callConfig) error {
 		m.Log("sending key " + strconv.Quote(name))
 	}
 	if !has {
-		if _, err := m.Succeed(ctx, xdotoolCommand(key, 0)); err != nil {
+		if _, err := m.Succeed(ctx, xdotoolCommand(key)); err != nil {
 			return fmt.Errorf("machine %s: send key %q: %w", m.name, name, err)
 		}
 	} else {
@@ -234,7 +235,7 @@ func (m *Machine) SendChars(ctx context.Context, chars string, opts ...KeyOption
 			return err
 		}
 		if !has {
-			_, err := m.Succeed(ctx, xdotoolType(chars, c.delay))
+			_, err := m.Succeed(ctx, guestcmd.XType(chars, c.delay))
 			return err
 		}
 		for _, r := range chars {

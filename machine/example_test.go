@@ -11,13 +11,21 @@ import (
 	"github.com/vmdriver/vmdriver/machine"
 )
 
+// succeedAll makes a mock guest answer every command it has no other
+// answer for with success and no output.
+func succeedAll(_ string, g *mock.Guest) {
+	g.Handle(func(context.Context, mock.Request) (mock.Reply, bool) { return mock.Reply{}, true })
+}
+
 func ExampleStart() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	// The mock backend boots an in-process fake guest; with
-	// backend/qemu the code is the same.
-	b := mock.New()
+	// The mock backend fakes a hypervisor whose guest answers what the
+	// test scripts; with backend/qemu the code is the same.
+	b := mock.New(mock.WithGuest(func(name string, g *mock.Guest) {
+		g.Answer("echo hello", mock.Reply{Out: "hello\n"})
+	}))
 	m, err := machine.Start(ctx, b, "server")
 	if err != nil {
 		fmt.Println(err)
@@ -33,7 +41,11 @@ func ExampleStart() {
 func ExampleMachine_Succeed() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	m, err := machine.Start(ctx, mock.New(), "server")
+	b := mock.New(mock.WithGuest(func(name string, g *mock.Guest) {
+		g.Answer("echo ready", mock.Reply{Out: "ready\n"})
+		g.Answer("false", mock.Reply{Status: 1})
+	}))
+	m, err := machine.Start(ctx, b, "server")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -51,35 +63,6 @@ func ExampleMachine_Succeed() {
 	// "ready\n" <nil>
 	// true 1 true
 	// machine server: command `false` failed (exit code 1)
-}
-
-func ExampleMachine_WaitForUnit() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b := mock.New(mock.WithGuest(func(name string, g *mock.Guest) {
-		g.Systemd("").SetUnit("nginx.service", "active", "running")
-		g.Systemd("").SetUnit("broken.service", "failed", "failed")
-	}))
-	m, err := machine.Start(ctx, b, "server")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer m.Close()
-
-	fmt.Println(m.WaitForUnit(ctx, "nginx.service"))
-
-	// A failed unit ends the wait at once.
-	err = m.WaitForUnit(ctx, "broken.service")
-	fmt.Println(errors.Is(err, machine.ErrCheckFailed), err)
-
-	// A unit that never starts runs into the deadline.
-	err = m.WaitForUnit(ctx, "idle.service", machine.Timeout(10*time.Millisecond))
-	fmt.Println(errors.Is(err, machine.ErrTimeout))
-	// Output:
-	// <nil>
-	// true machine server: unit "broken.service" reached state "failed": check failed
-	// true
 }
 
 // exampleT stands in for the *testing.T a real test has.
@@ -107,8 +90,8 @@ func ExampleStartT() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	b := mock.New(mock.WithGuest(func(name string, g *mock.Guest) { g.OpenPort(80) }))
-	web := machine.StartT(t, b, "web") // closed by t.Cleanup; logs via t.Logf
+	b := mock.New(mock.WithGuest(succeedAll)) // port 80 is open at once
+	web := machine.StartT(t, b, "web")        // closed by t.Cleanup; logs via t.Logf
 	if err := web.WaitForOpenPort(ctx, 80); err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -119,13 +102,16 @@ func ExampleStartT() {
 func ExampleMachine_Fork() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	m, err := machine.Start(ctx, mock.New(), "server")
+	b := mock.New(mock.WithGuest(func(name string, g *mock.Guest) {
+		g.Answer("hostname", mock.Reply{Out: name + "\n"})
+		succeedAll(name, g) // a clone's identity fix-up, for one
+	}))
+	m, err := machine.Start(ctx, b, "server")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer m.Close()
-	m.Succeed(ctx, "echo configured > /etc/app.conf")
 
 	// Two running clones of the machine as it is now; m keeps running.
 	clones, err := m.Fork(ctx, 2)
@@ -136,18 +122,31 @@ func ExampleMachine_Fork() {
 	for _, c := range clones {
 		defer c.Close()
 		name, _ := c.Succeed(ctx, "hostname")
-		conf, _ := c.Succeed(ctx, "cat /etc/app.conf")
-		fmt.Printf("%s: host name %q, %q\n", c.Name(), name, conf)
+		fmt.Printf("%s: host name %q\n", c.Name(), name)
 	}
 	// Output:
-	// server-1: host name "server-1\n", "configured\n"
-	// server-2: host name "server-2\n", "configured\n"
+	// server-1: host name "server-1\n"
+	// server-2: host name "server-2\n"
 }
 
 func ExampleRestore() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	m, err := machine.Start(ctx, mock.New(), "server")
+	// What the guest keeps goes into its state, which snapshots save.
+	b := mock.New(mock.WithGuest(func(name string, g *mock.Guest) {
+		g.AnswerFunc("touch /marker", func(context.Context, mock.Request) mock.Reply {
+			g.SetState("/marker", "yes")
+			return mock.Reply{}
+		})
+		g.AnswerFunc("test -e /marker", func(context.Context, mock.Request) mock.Reply {
+			if g.State("/marker") == "" {
+				return mock.Reply{Status: 1}
+			}
+			return mock.Reply{}
+		})
+		succeedAll(name, g)
+	}))
+	m, err := machine.Start(ctx, b, "server")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -159,7 +158,7 @@ func ExampleRestore() {
 		fmt.Println(err)
 		return
 	}
-	m.Succeed(ctx, "touch /after-the-snapshot")
+	m.Succeed(ctx, "touch /marker")
 
 	c, err := machine.Restore(ctx, snap, "copy")
 	if err != nil {
@@ -167,7 +166,7 @@ func ExampleRestore() {
 		return
 	}
 	defer c.Close()
-	_, err = c.Succeed(ctx, "test -e /after-the-snapshot")
+	_, err = c.Succeed(ctx, "test -e /marker")
 	fmt.Println(snap.Name(), snap.Machine(), err != nil)
 	// Output: ready server true
 }

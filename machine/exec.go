@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // ExecResult is a command's outcome.
@@ -175,8 +176,7 @@ func (m *Machine) waitUntil(ctx context.Context, cmd string, wantFailure bool, o
 
 // Sleep sleeps d in guest time (`sleep SECS` in the guest).
 func (m *Machine) Sleep(ctx context.Context, d time.Duration) error {
-	secs := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
-	cmd := "sleep " + secs
+	cmd := guestcmd.Sleep(d)
 	return m.Nested("must succeed: "+cmd, func() error {
 		r, err := m.exec(ctx, cmd, execParams{hostTimeout: d + m.cfg.commandTimeout})
 		if err != nil {

@@ -9,10 +9,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend/mock"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 	"github.com/vmdriver/vmdriver/machine"
 )
+
+// runsFor answers like a command that runs for d in the guest: status
+// 124 when the guest-side timeout the machine sent is shorter (without
+// waiting for it).
+func runsFor(d time.Duration) mock.Handler {
+	return func(_ context.Context, req mock.Request) mock.Reply {
+		if req.Timeout > 0 && req.Timeout < d {
+			return mock.Reply{Status: 124}
+		}
+		return mock.Reply{}
+	}
+}
 
 func TestExecute(t *testing.T) {
 	tests := []struct {
@@ -25,11 +37,15 @@ func TestExecute(t *testing.T) {
 		{"success", "echo -n hello", nil, 0, "hello"},
 		{"non-zero status is no error", "exit 3", nil, 3, ""},
 		{"guest-side timeout gives 124", "sleep 5", []machine.ExecOption{machine.Timeout(50 * time.Millisecond)}, 124, ""},
+		{"default guest-side timeout", "sleep 5", nil, 0, ""},
 		{"invalid UTF-8 is replaced", "binary", nil, 0, "a\uFFFDb"},
 		{"no check output returns -2 at once", "echo ignored", []machine.ExecOption{machine.NoCheckOutput()}, -2, ""},
 	}
 	e := started(t, func(g *mock.Guest) {
-		g.Handle(func(cmd string) (string, int, bool) { return "a\xffb", 0, cmd == "binary" })
+		g.Answer("echo -n hello", mock.Reply{Out: "hello"})
+		g.Answer("exit 3", mock.Reply{Status: 3})
+		g.AnswerFunc("sleep 5", runsFor(5*time.Second))
+		g.Answer("binary", mock.Reply{Out: "a\xffb"})
 	})
 	ctx := testCtx(t)
 	for _, tt := range tests {
@@ -61,9 +77,7 @@ func TestExecuteNoCheckReturnPoweroff(t *testing.T) {
 }
 
 func TestSucceedAndFail(t *testing.T) {
-	e := started(t, func(g *mock.Guest) {
-		g.Handle(func(cmd string) (string, int, bool) { return "broken output\n", 2, cmd == "broken" })
-	})
+	e := started(t, func(g *mock.Guest) { g.Answer("broken", mock.Reply{Out: "broken output\n", Status: 2}) })
 	ctx := testCtx(t)
 
 	out, err := e.m.Succeed(ctx, "broken")
@@ -94,7 +108,7 @@ func TestSucceedAndFail(t *testing.T) {
 }
 
 func TestSucceedGuestTimeout(t *testing.T) {
-	e := started(t, nil)
+	e := started(t, func(g *mock.Guest) { g.AnswerFunc("sleep 10", runsFor(10*time.Second)) })
 	_, err := e.m.Succeed(testCtx(t), "sleep 10", machine.Timeout(20*time.Millisecond))
 	var ce *machine.CommandError
 	if !errors.As(err, &ce) || ce.Status != 124 {
@@ -138,12 +152,7 @@ func TestCallerCancel(t *testing.T) {
 
 func TestHeldStdoutWarning(t *testing.T) {
 	e := started(t, func(g *mock.Guest) {
-		g.HandleRequest(func(ctx context.Context, req backdoor.GuestRequest) (backdoor.GuestReply, bool) {
-			if req.Command != "daemon &" {
-				return backdoor.GuestReply{}, false
-			}
-			return backdoor.GuestReply{Output: []byte("started\n"), Hold: 300 * time.Millisecond}, true
-		})
+		g.Answer("daemon &", mock.Reply{Out: "started\n", Hold: 300 * time.Millisecond})
 	}, machine.WithHeldStdoutWarning(20*time.Millisecond))
 	out, err := e.m.Succeed(testCtx(t), "daemon &")
 	must(t, err)
@@ -158,15 +167,11 @@ func TestHeldStdoutWarning(t *testing.T) {
 // flipper fails cmd until it has been run n times.
 func flipper(cmd string, n int32, calls *atomic.Int32) func(g *mock.Guest) {
 	return func(g *mock.Guest) {
-		g.Handle(func(c string) (string, int, bool) {
-			if c != cmd {
-				return "", 0, false
+		g.AnswerFunc(cmd, func(context.Context, mock.Request) mock.Reply {
+			if calls.Add(1) < n {
+				return mock.Reply{Out: "not yet\n", Status: 1}
 			}
-			k := calls.Add(1)
-			if k < n {
-				return "not yet\n", 1, true
-			}
-			return "ready\n", 0, true
+			return mock.Reply{Out: "ready\n"}
 		})
 	}
 }
@@ -187,14 +192,11 @@ func TestWaitUntilSucceeds(t *testing.T) {
 func TestWaitUntilFails(t *testing.T) {
 	var calls atomic.Int32
 	e := started(t, func(g *mock.Guest) {
-		g.Handle(func(c string) (string, int, bool) {
-			if c != "probe" {
-				return "", 0, false
-			}
+		g.AnswerFunc("probe", func(context.Context, mock.Request) mock.Reply {
 			if calls.Add(1) < 3 {
-				return "up\n", 0, true
+				return mock.Reply{Out: "up\n"}
 			}
-			return "down\n", 1, true
+			return mock.Reply{Out: "down\n", Status: 1}
 		})
 	})
 	out, err := e.m.WaitUntilFails(testCtx(t), "probe", machine.Interval(time.Millisecond))
@@ -235,11 +237,25 @@ func TestWaitUntilTimeouts(t *testing.T) {
 }
 
 func TestSleep(t *testing.T) {
-	e := started(t, nil)
+	var timeouts []time.Duration
+	e := started(t, func(g *mock.Guest) {
+		g.AnswerFunc(guestcmd.Sleep(20*time.Millisecond), func(_ context.Context, req mock.Request) mock.Reply {
+			timeouts = append(timeouts, req.Timeout)
+			return mock.Reply{}
+		})
+		g.Answer(guestcmd.Sleep(time.Second), mock.Reply{Status: 130})
+	})
 	must(t, e.m.Sleep(testCtx(t), 20*time.Millisecond))
-	if !slices.Contains(e.guest().Commands(), "sleep 0.02") {
-		t.Errorf("commands %q", e.guest().Commands())
+	// Sleeping is all the command does: the guest puts no limit on it.
+	if !slices.Equal(timeouts, []time.Duration{0}) {
+		t.Errorf("guest-side timeouts %v, want one sleep without one", timeouts)
 	}
+	err := e.m.Sleep(testCtx(t), time.Second)
+	var ce *machine.CommandError
+	if !errors.As(err, &ce) || ce.Status != 130 || ce.Command != guestcmd.Sleep(time.Second) {
+		t.Errorf("a sleep the guest ended = %v, want a CommandError with its status", err)
+	}
+	wantErrContains(t, err, "command `"+guestcmd.Sleep(time.Second)+"` failed (exit code 130)")
 }
 
 func TestBeforeCommandHook(t *testing.T) {

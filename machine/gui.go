@@ -17,26 +17,17 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
-	"github.com/vmdriver/vmdriver/internal/shellquote"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 	"github.com/vmdriver/vmdriver/internal/xwd"
 	"github.com/vmdriver/vmdriver/ocr"
 )
-
-// xEnv points an X client at the test display as NixOS tests do: display
-// :0, alice's authority file, unless the shell already says otherwise.
-const xEnv = `DISPLAY="${DISPLAY:-:0}" XAUTHORITY="${XAUTHORITY:-/home/alice/.Xauthority}" `
-
-// xReadyProbe succeeds once the graphical target was reached and the X
-// server's socket exists (the NixOS driver's test; Debian's systemd says
-// "graphical.target", NixOS's "Current graphical").
-const xReadyProbe = `journalctl -b SYSLOG_IDENTIFIER=systemd | grep -q 'Reached target.*[Gg]raphical' && [ -e /tmp/.X11-unix/X0 ]`
 
 // WaitForX waits until the guest's X server on display :0 is up. Default
 // timeout: DefaultWaitTimeout.
 func (m *Machine) WaitForX(ctx context.Context, opts ...WaitOption) error {
 	c := waitOptions(opts)
 	return m.Nested("waiting for the X11 server", func() error {
-		return m.retry(ctx, "the X11 server", c, m.statusProbe(xReadyProbe, false))
+		return m.retry(ctx, "the X11 server", c, m.statusProbe(guestcmd.XReady(), false))
 	})
 }
 
@@ -46,7 +37,7 @@ var windowTitle = regexp.MustCompile(`^\s*0x[0-9a-f]+ "((?:[^"\\]|\\.)*)"`)
 
 // GetWindowNames lists the titles of the X11 windows on display :0.
 func (m *Machine) GetWindowNames(ctx context.Context) ([]string, error) {
-	out, err := m.Succeed(ctx, xEnv+"xwininfo -root -tree")
+	out, err := m.Succeed(ctx, guestcmd.WindowTree())
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +65,7 @@ func (m *Machine) WaitForWindow(ctx context.Context, pattern string, opts ...Wai
 	what := fmt.Sprintf("an X11 window matching %q", pattern)
 	return m.Nested("waiting for "+what, func() error {
 		return m.retry(ctx, what, c, func(ctx context.Context, budget time.Duration, last bool) (bool, string, error) {
-			r, err := m.exec(ctx, xEnv+"xwininfo -root -tree", execParams{guestTimeout: budget})
+			r, err := m.exec(ctx, guestcmd.WindowTree(), execParams{guestTimeout: budget})
 			if err != nil {
 				return false, "", err
 			}
@@ -179,8 +170,8 @@ func (m *Machine) hypervisorScreen(ctx context.Context, s backend.Screenshotter)
 
 // guestScreen dumps display :0 in the guest (xwd, gzip'ed on the way).
 func (m *Machine) guestScreen(ctx context.Context) (image.Image, error) {
-	const cmd = xEnv + "xwd -root -silent | gzip -1"
-	r, err := m.exec(ctx, "set -o pipefail; "+cmd, execParams{guestTimeout: time.Minute})
+	cmd := guestcmd.ScreenDump()
+	r, err := m.exec(ctx, cmd, execParams{guestTimeout: time.Minute})
 	if err != nil {
 		return nil, err
 	}
@@ -396,14 +387,9 @@ func xdotoolKeys(key string) string {
 
 // xdotoolCommand presses one key (a character is typed as it is, any
 // other name pressed as the chord it names) on display :0.
-func xdotoolCommand(key string, delay time.Duration) string {
+func xdotoolCommand(key string) string {
 	if len([]rune(key)) == 1 {
-		return xdotoolType(key, delay)
+		return guestcmd.XType(key, 0)
 	}
-	return xEnv + "xdotool key --clearmodifiers " + shellquote.Quote(xdotoolKeys(key))
-}
-
-// xdotoolType types text on display :0, pausing delay after each key.
-func xdotoolType(text string, delay time.Duration) string {
-	return xEnv + "xdotool type --clearmodifiers --delay " + strconv.Itoa(int(delay.Milliseconds())) + " -- " + shellquote.Quote(text)
+	return guestcmd.XKey(xdotoolKeys(key))
 }

@@ -4,9 +4,8 @@ import (
 	"regexp"
 	"slices"
 	"testing"
-	"time"
 
-	"github.com/vmdriver/vmdriver/internal/shellquote"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 func TestWindowNames(t *testing.T) {
@@ -38,11 +37,11 @@ func TestXdotoolKeys(t *testing.T) {
 			t.Errorf("xdotoolKeys(%q) = %q, want %q", key, got, want)
 		}
 	}
-	if got, want := xdotoolCommand("'", 0), xEnv+`xdotool type --clearmodifiers --delay 0 -- `+shellquote.Quote("'"); got != want {
+	if got, want := xdotoolCommand("'"), guestcmd.XType("'", 0); got != want {
 		t.Errorf("xdotoolCommand(') = %s, want %s", got, want)
 	}
-	if got, want := xdotoolType("a b", 40*time.Millisecond), xEnv+`xdotool type --clearmodifiers --delay 40 -- 'a b'`; got != want {
-		t.Errorf("xdotoolType = %s, want %s", got, want)
+	if got, want := xdotoolCommand("ctrl-alt-delete"), guestcmd.XKey("ctrl+alt+Delete"); got != want {
+		t.Errorf("xdotoolCommand(ctrl-alt-delete) = %s, want %s", got, want)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend/mock"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 	"github.com/vmdriver/vmdriver/machine"
 )
 
@@ -117,9 +118,11 @@ func newEnv(t *testing.T, setup func(g *mock.Guest), opts ...machine.Option) *en
 func newEnvWith(t *testing.T, setup func(g *mock.Guest), bopts []mock.Option, opts ...machine.Option) *env {
 	t.Helper()
 	e := &env{t: t, log: &recLogger{}, out: t.TempDir()}
+	bopts = append([]mock.Option{mock.WithGuest(baseAnswers)}, bopts...)
 	if setup != nil {
 		bopts = append(bopts, mock.WithGuest(func(_ string, g *mock.Guest) { setup(g) }))
 	}
+	bopts = append(bopts, mock.WithGuest(baseMatchers))
 	e.b = mock.New(bopts...)
 	opts = append([]machine.Option{
 		machine.WithLogger(e.log),
@@ -141,6 +144,34 @@ func newEnvWith(t *testing.T, setup func(g *mock.Guest), bopts []mock.Option, op
 		}
 	})
 	return e
+}
+
+// baseAnswers scripts what every test guest answers (a test's own
+// answers replace them): the tests' own "true" and "false", what a
+// snapshot asks (there are no 9p mounts), and the settling of a warm
+// start.
+func baseAnswers(_ string, g *mock.Guest) {
+	g.Answer("true", mock.Reply{})
+	g.Answer("false", mock.Reply{Status: 1})
+	g.Answer(guestcmd.ListMounts9p(), mock.Reply{})
+	g.Answer(guestcmd.Settle(), mock.Reply{})
+}
+
+// baseMatchers answers, after a test's own matchers, "echo WORD" and a
+// clone's identity fix-up (recognised by the host name it sets; kept in
+// the guest's state "fixup").
+func baseMatchers(name string, g *mock.Guest) {
+	g.Handle(func(_ context.Context, req mock.Request) (mock.Reply, bool) {
+		word, ok := strings.CutPrefix(req.Command, "echo ")
+		return mock.Reply{Out: word + "\n"}, ok && !strings.ContainsAny(word, "<>|;&")
+	})
+	g.Handle(func(_ context.Context, req mock.Request) (mock.Reply, bool) {
+		if !strings.Contains(req.Command, guestcmd.SetHostname(name)) {
+			return mock.Reply{}, false
+		}
+		g.SetState("fixup", req.Command)
+		return mock.Reply{}, true
+	})
 }
 
 // started is newEnv plus Start and a first command, so the shell is up.

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
-	"github.com/vmdriver/vmdriver/internal/shellquote"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // A restored clone starts as an exact copy of its original: same clock
@@ -22,10 +22,6 @@ import (
 // handing it out, through the guest shell, with commands that work on
 // busybox and on full distributions alike.
 
-// discoverCommand lists the guest's interfaces and addresses (iproute2
-// and busybox ip, one line each).
-const discoverCommand = "ip -o link; ip -o addr"
-
 // guestIface is one interface as the guest lists it.
 type guestIface struct {
 	Dev   string
@@ -33,7 +29,7 @@ type guestIface struct {
 	Addrs []netip.Prefix
 }
 
-// parseInterfaces reads discoverCommand's output.
+// parseInterfaces reads guestcmd.ListInterfaces's output.
 func parseInterfaces(out string) map[string]*guestIface {
 	ifs := map[string]*guestIface{}
 	get := func(dev string) *guestIface {
@@ -150,22 +146,17 @@ func identityScript(id identity, links []backend.Link, ifs map[string]*guestIfac
 	if id.Undo != "" {
 		sb.WriteString(strings.TrimRight(id.Undo, "\n") + "\n")
 	}
-	secs := id.Now.Unix()
-	fmt.Fprintf(&sb, "date -s @%d.%09d >/dev/null 2>&1 || date -s @%d >/dev/null\n", secs, id.Now.Nanosecond(), secs)
-	// The kernel's host name through /proc: a shell builtin, where the
-	// hostname program would be one more process to start (each costs
-	// tenths of a second in a guest whose translated code is gone).
-	fmt.Fprintf(&sb, "echo %s > /proc/sys/kernel/hostname\n", shellquote.Quote(id.Hostname))
-	fmt.Fprintf(&sb, "echo %s > /etc/hostname\n", shellquote.Quote(id.Hostname))
+	sb.WriteString(guestcmd.SetClock(id.Now))
+	sb.WriteString(guestcmd.SetHostname(id.Hostname))
 	machineID := make([]byte, 16)
 	seed := make([]byte, 64)
 	rand.Read(machineID)
 	rand.Read(seed)
-	fmt.Fprintf(&sb, "echo %s > /etc/machine-id\n", hex.EncodeToString(machineID))
+	sb.WriteString(guestcmd.SetMachineID(hex.EncodeToString(machineID)))
 	// Host randomness for the pool. The reseed itself needs no command:
 	// the hypervisor changed the VM generation ID (QEMU: vmgenid), and
 	// the guest kernel reseeded on seeing it, before this runs.
-	fmt.Fprintf(&sb, "echo %s > /dev/urandom\n", hex.EncodeToString(seed))
+	sb.WriteString(guestcmd.AddEntropy(hex.EncodeToString(seed)))
 
 	byMAC := map[string]*guestIface{}
 	for _, g := range ifs {
@@ -185,26 +176,21 @@ func identityScript(id identity, links []backend.Link, ifs map[string]*guestIfac
 		if g == nil {
 			return "", fmt.Errorf("the guest has no interface with MAC %s (VLAN %d); cannot give the clone its own address", l.MAC, vlan)
 		}
-		dev := shellquote.Quote(g.Dev)
 		mac := nodeMAC(vlan, id.Node)
-		fmt.Fprintf(&sb, "ip link set dev %s address %s\n", dev, mac)
+		sb.WriteString(guestcmd.SetMAC(g.Dev, mac))
 		oldLL, _ := linkLocal(g.MAC)
 		newLL, _ := linkLocal(mac)
 		for _, p := range g.Addrs {
 			if p == oldLL {
-				fmt.Fprintf(&sb, "ip addr del %s dev %s\n", p, dev)
-				fmt.Fprintf(&sb, "ip addr add %s dev %s\n", newLL, dev)
-				continue
-			}
-			if np, ok := renumber(p, old, id.Node); ok {
-				fmt.Fprintf(&sb, "ip addr del %s dev %s\n", p, dev)
-				fmt.Fprintf(&sb, "ip addr add %s dev %s\n", np, dev)
+				sb.WriteString(guestcmd.ReplaceAddr(g.Dev, p, newLL))
+			} else if np, ok := renumber(p, old, id.Node); ok {
+				sb.WriteString(guestcmd.ReplaceAddr(g.Dev, p, np))
 			}
 		}
-		fmt.Fprintf(&sb, "ip neigh flush dev %s\n", dev)
+		sb.WriteString(guestcmd.FlushNeighbours(g.Dev))
 	}
 	for _, line := range id.Peers {
-		fmt.Fprintf(&sb, "echo %s >> /etc/hosts\n", shellquote.Quote(line))
+		sb.WriteString(guestcmd.AddHost(line))
 	}
 	return sb.String(), nil
 }

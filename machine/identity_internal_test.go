@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 func TestRenumber(t *testing.T) {
@@ -51,15 +52,32 @@ func TestParseInterfaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"date -s @1790000000.000000005",
-		"echo a-1 > /proc/sys/kernel/hostname\n",
-		"ip link set dev eth1 address 52:54:00:12:01:09\n",
-		"ip addr del 192.168.1.1/24 dev eth1\nip addr add 192.168.1.9/24 dev eth1\n",
-		"ip addr add fe80::5054:ff:fe12:109/64 dev eth1\n",
+		guestcmd.SetClock(time.Unix(1790000000, 5)),
+		guestcmd.SetHostname("a-1"),
+		guestcmd.SetMAC("eth1", "52:54:00:12:01:09"),
+		guestcmd.ReplaceAddr("eth1", netip.MustParsePrefix("192.168.1.1/24"), netip.MustParsePrefix("192.168.1.9/24")),
+		guestcmd.ReplaceAddr("eth1", g.Addrs[1], netip.MustParsePrefix("fe80::5054:ff:fe12:109/64")),
+		guestcmd.FlushNeighbours("eth1"),
 	} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q:\n%s", want, script)
 		}
+	}
+	// Every clone gets a machine-id and entropy of its own: two scripts
+	// for the same identity differ in those two lines only.
+	again, err := identityScript(identity{Hostname: "a-1", Node: 9, Now: time.Unix(1790000000, 5)}, links, ifs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, l2 := strings.Split(script, "\n"), strings.Split(again, "\n")
+	differ := 0
+	for i := range min(len(l1), len(l2)) {
+		if l1[i] != l2[i] {
+			differ++
+		}
+	}
+	if len(l1) != len(l2) || differ != 2 {
+		t.Errorf("two scripts for one identity differ in %d lines, want the machine-id's and the entropy's:\n%s\n%s", differ, script, again)
 	}
 	// A VLAN link the guest does not show is an error, not a silent skip.
 	if _, err := identityScript(identity{Hostname: "a-1", Node: 9}, []backend.Link{{VLAN: 2, MAC: "52:54:00:12:02:01"}}, ifs); err == nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // Shutdown powers the guest off cleanly: it waits for the guest's shell
@@ -26,7 +27,7 @@ func (m *Machine) Shutdown(ctx context.Context, opts ...WaitOption) error {
 			return err
 		}
 		wctx, stop := watchExit(ctx, inst2)
-		err = sh.SendRaw(wctx, "poweroff\n")
+		err = sh.SendRaw(wctx, guestcmd.PowerOff()+"\n")
 		stop()
 		if err != nil && !m.hypervisorGone(inst2, sh, err) {
 			return fmt.Errorf("machine %s: sending poweroff: %w", m.name, err)
@@ -85,7 +86,7 @@ func (m *Machine) Halt(ctx context.Context, opts ...WaitOption) error {
 	}
 	if sh, live := m.liveShell(); sh != nil && live == inst {
 		sctx, cancel := context.WithTimeout(ctx, grace)
-		err := sh.Send(sctx, "poweroff -f")
+		err := sh.Send(sctx, guestcmd.ForcePowerOff())
 		cancel()
 		if err != nil && !m.hypervisorGone(inst, sh, err) {
 			m.log.Warn(m.name, fmt.Sprintf("halt: sending poweroff -f failed (%v); killing the hypervisor", err))

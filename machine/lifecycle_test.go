@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/backend/mock"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 	"github.com/vmdriver/vmdriver/machine"
 )
 
@@ -32,8 +32,8 @@ func TestStartIsAsyncAndIdempotent(t *testing.T) {
 	if !e.m.Booted() || e.m.Connected() || e.m.IsUp() {
 		t.Errorf("Booted=%v Connected=%v IsUp=%v, want true false false", e.m.Booted(), e.m.Connected(), e.m.IsUp())
 	}
-	if e.m.PID() != e.guest().PID() || e.m.PID() == 0 {
-		t.Errorf("PID = %d, want the instance's %d", e.m.PID(), e.guest().PID())
+	if e.m.PID() != e.guest().Instance().PID() || e.m.PID() == 0 {
+		t.Errorf("PID = %d, want the instance's %d", e.m.PID(), e.guest().Instance().PID())
 	}
 	if e.m.Instance() == nil {
 		t.Error("Instance() = nil while running")
@@ -166,7 +166,7 @@ func TestShutdownThenStartAgain(t *testing.T) {
 	first := e.guest()
 	first.ConsoleLine("first boot marker")
 	must(t, e.m.Shutdown(ctx))
-	if !slices.Contains(first.RawInput(), "poweroff") {
+	if !slices.Contains(first.RawInput(), guestcmd.PowerOff()) {
 		t.Errorf("raw input %q, want poweroff", first.RawInput())
 	}
 	if e.m.Booted() || e.m.PID() != 0 || e.m.Instance() != nil {
@@ -218,7 +218,7 @@ func TestHalt(t *testing.T) {
 		e := started(t, nil)
 		g := e.guest()
 		must(t, e.m.Halt(testCtx(t)))
-		if !slices.Contains(g.Commands(), "poweroff -f") {
+		if !slices.Contains(g.Commands(), guestcmd.ForcePowerOff()) {
 			t.Errorf("commands %q, want poweroff -f", g.Commands())
 		}
 		if g.Instance().ExitErr() != nil {
@@ -229,9 +229,7 @@ func TestHalt(t *testing.T) {
 		}
 	})
 	t.Run("killed when poweroff is ignored", func(t *testing.T) {
-		e := started(t, func(g *mock.Guest) {
-			g.Handle(func(cmd string) (string, int, bool) { return "", 0, cmd == "poweroff -f" })
-		})
+		e := started(t, func(g *mock.Guest) { g.Answer(guestcmd.ForcePowerOff(), mock.Reply{}) })
 		g := e.guest()
 		must(t, e.m.Halt(testCtx(t), machine.Timeout(50*time.Millisecond)))
 		if !errors.Is(g.Instance().ExitErr(), mock.ErrKilled) {
@@ -247,7 +245,14 @@ func TestRebootWithAllowReboot(t *testing.T) {
 	e := started(t, nil, machine.WithAllowReboot())
 	ctx := testCtx(t)
 	g := e.guest()
-	must(t, g.WriteFile("/etc/marker", []byte("x")))
+	// The guest's disk survives the reboot: a marker in its state.
+	g.AnswerFunc(guestcmd.FileExists("/etc/marker"), func(context.Context, mock.Request) mock.Reply {
+		if g.State("/etc/marker") == "" {
+			return mock.Reply{Status: 1}
+		}
+		return mock.Reply{}
+	})
+	g.SetState("/etc/marker", "x")
 	must(t, e.m.Reboot(ctx))
 	if !slices.Contains(g.Keys(), "ctrl-alt-delete") {
 		t.Errorf("keys %q", g.Keys())
@@ -255,7 +260,7 @@ func TestRebootWithAllowReboot(t *testing.T) {
 	if e.m.Connected() {
 		t.Error("still connected right after Reboot")
 	}
-	if _, err := e.m.Succeed(ctx, "test -e /etc/marker"); err != nil {
+	if _, err := e.m.Succeed(ctx, guestcmd.FileExists("/etc/marker")); err != nil {
 		t.Fatal(err)
 	}
 	if g.Boots() != 2 || e.b.Starts("m1") != 1 {
@@ -303,13 +308,10 @@ func TestBootTimeout(t *testing.T) {
 // until the guest goes away.
 func blockingGuest(started chan<- struct{}) func(g *mock.Guest) {
 	return func(g *mock.Guest) {
-		g.HandleRequest(func(ctx context.Context, req backdoor.GuestRequest) (backdoor.GuestReply, bool) {
-			if req.Command != "block" {
-				return backdoor.GuestReply{}, false
-			}
+		g.AnswerFunc("block", func(ctx context.Context, _ mock.Request) mock.Reply {
 			close(started)
 			<-ctx.Done()
-			return backdoor.GuestReply{}, true
+			return mock.Reply{}
 		})
 	}
 }

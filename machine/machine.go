@@ -29,7 +29,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
-	"github.com/vmdriver/vmdriver/internal/shellquote"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 	"github.com/vmdriver/vmdriver/ocr"
 )
 
@@ -192,9 +192,9 @@ func (m *Machine) ReproduceCommand() string {
 	}
 	var b strings.Builder
 	for _, kv := range m.cfg.env {
-		b.WriteString(shellquote.Quote(kv) + " ")
+		b.WriteString(guestcmd.Quote(kv) + " ")
 	}
-	b.WriteString("vmdriver eval-file -I --start-scripts " + shellquote.Quote(m.cfg.startScript))
+	b.WriteString("vmdriver eval-file -I --start-scripts " + guestcmd.Quote(m.cfg.startScript))
 	return b.String()
 }
 
@@ -427,6 +427,8 @@ func exitHow(err error) string {
 	switch {
 	case err == nil:
 		return "exited cleanly"
+	case errors.As(err, &be) && be.Exited && be.Err != nil:
+		return be.HowExited() + ": " + be.Err.Error()
 	case errors.As(err, &be) && be.Exited:
 		return be.HowExited()
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,13 +68,49 @@ func newPrepMachine(t *testing.T, b *mock.Backend, prep func(context.Context, *b
 	return m
 }
 
-// prepUndo is what logPrep's preparation leaves to undo.
-const prepUndo = "echo undone >> /tmp/shared/prep.log\n"
+// The commands of logPrep's preparation and of its undo.
+const (
+	prepCommand = "prepare the guest"
+	prepUndo    = "undo the preparation\n"
+)
 
-// logPrep prepares a guest by logging so into /tmp/shared/prep.log; its
-// undo logs too.
+// prepLog records, across guests, the preparation steps they ran.
+type prepLog struct {
+	mu    sync.Mutex
+	steps []string
+}
+
+func (l *prepLog) add(step string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.steps = append(l.steps, step)
+}
+
+func (l *prepLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.steps, " ")
+}
+
+// backend is a mock whose guests answer the preparation and its undo
+// (alone, or opening a clone's fix-up) and log them in l.
+func (l *prepLog) backend() *mock.Backend {
+	return mock.New(mock.WithGuest(baseAnswers), mock.WithGuest(func(_ string, g *mock.Guest) {
+		g.AnswerFunc(prepCommand, func(context.Context, mock.Request) mock.Reply { l.add("prepared"); return mock.Reply{} })
+		g.Handle(func(_ context.Context, req mock.Request) (mock.Reply, bool) {
+			if !strings.HasPrefix(req.Command, prepUndo) {
+				return mock.Reply{}, false
+			}
+			l.add("undone")
+			return mock.Reply{}, true
+		})
+		g.Answer("false\n", mock.Reply{Status: 1})
+	}), mock.WithGuest(baseMatchers))
+}
+
+// logPrep prepares a guest with prepCommand; its undo is prepUndo.
 func logPrep(ctx context.Context, sh *backdoor.Shell) (backend.GuestPrep, error) {
-	if _, err := sh.Run(ctx, "echo prepared >> /tmp/shared/prep.log", backdoor.RunOptions{}); err != nil {
+	if _, err := sh.Run(ctx, prepCommand, backdoor.RunOptions{}); err != nil {
 		return backend.GuestPrep{}, err
 	}
 	return backend.GuestPrep{Undo: prepUndo, What: "putting it back"}, nil
@@ -83,16 +120,15 @@ func logPrep(ctx context.Context, sh *backdoor.Shell) (backend.GuestPrep, error)
 // guest before saving it, undoes the preparation on the original after
 // the save, and first thing on every clone.
 func TestSnapshotPreparation(t *testing.T) {
-	b := mock.New()
+	var log prepLog
+	b := log.backend()
 	m := newPrepMachine(t, b, logPrep)
 	ctx := testCtx(t)
 	clones, err := m.Fork(ctx, 2)
 	must(t, err)
 	closeAll(t, clones)
-	logged, err := os.ReadFile(filepath.Join(m.SharedDir(), "prep.log"))
-	must(t, err)
-	if got, want := string(logged), "prepared\nundone\nundone\nundone\n"; got != want {
-		t.Errorf("prep.log = %q, want %q: prepared once, undone on the original and both clones", got, want)
+	if got, want := log.String(), "prepared undone undone undone"; got != want {
+		t.Errorf("steps %q, want %q: prepared once, undone on the original and both clones", got, want)
 	}
 	for _, c := range clones {
 		cmds := b.Guest(c.Name()).Commands()
@@ -105,20 +141,20 @@ func TestSnapshotPreparation(t *testing.T) {
 // TestWarmStartUndoesPreparation: a warm entry keeps the preparation, and
 // the warm start undoes it first thing.
 func TestWarmStartUndoesPreparation(t *testing.T) {
-	b := mock.New()
-	shared, warm := t.TempDir(), t.TempDir()
-	opts := []machine.Option{machine.WithSharedDir(shared), machine.WithWarm(warm)}
+	var log prepLog
+	b := log.backend()
+	opts := []machine.Option{machine.WithWarm(t.TempDir())}
 	cold := newPrepMachine(t, b, logPrep, opts...)
 	must(t, cold.Close())
-	if got, _ := os.ReadFile(filepath.Join(shared, "prep.log")); string(got) != "prepared\nundone\n" {
-		t.Fatalf("after the cold boot that saved the warm entry, prep.log = %q", got)
+	if got := log.String(); got != "prepared undone" {
+		t.Fatalf("after the cold boot that saved the warm entry, steps %q", got)
 	}
 	newPrepMachine(t, b, logPrep, opts...)
 	if b.Restores("prep") != 1 {
 		t.Fatalf("the second start was not warm (%d restores)", b.Restores("prep"))
 	}
-	if got, _ := os.ReadFile(filepath.Join(shared, "prep.log")); string(got) != "prepared\nundone\nundone\n" {
-		t.Errorf("after the warm start, prep.log = %q; want the undo run once more", got)
+	if got := log.String(); got != "prepared undone undone" {
+		t.Errorf("after the warm start, steps %q; want the undo run once more", got)
 	}
 }
 
@@ -141,7 +177,8 @@ func TestSnapshotPreparationErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := newPrepMachine(t, mock.New(), tt.prep)
+			var log prepLog
+			m := newPrepMachine(t, log.backend(), tt.prep)
 			_, err := m.Snapshot(testCtx(t), "s")
 			wantErrContains(t, err, tt.want...)
 			if n := strings.Count(err.Error(), "machine prep"); n != 1 {

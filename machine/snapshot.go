@@ -15,6 +15,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // Snapshot is a machine's saved state, from which new machines are
@@ -162,12 +163,12 @@ func (m *Machine) discoverInterfaces(ctx context.Context, sh *backdoor.Shell, li
 	if !slices.ContainsFunc(links, func(l backend.Link) bool { _, _, ok := vlanMAC(l.MAC); return ok && l.VLAN != 0 }) {
 		return nil, nil
 	}
-	res, err := sh.Run(ctx, discoverCommand, backdoor.RunOptions{})
+	res, err := sh.Run(ctx, guestcmd.ListInterfaces(), backdoor.RunOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: listing the guest's interfaces: %w", m.name, err)
 	}
 	if res.Status != 0 {
-		return nil, fmt.Errorf("machine %s: listing the guest's interfaces (%s): status %d: %s", m.name, discoverCommand, res.Status, strings.TrimSpace(string(res.Output)))
+		return nil, fmt.Errorf("machine %s: listing the guest's interfaces (%s): status %d: %s", m.name, guestcmd.ListInterfaces(), res.Status, strings.TrimSpace(string(res.Output)))
 	}
 	return parseInterfaces(string(res.Output)), nil
 }

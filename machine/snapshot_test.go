@@ -1,24 +1,48 @@
 package machine_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/backend/mock"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 	"github.com/vmdriver/vmdriver/machine"
 )
 
-// vlanGuest puts the guest on VLAN 1 as node 1, like a NixOS test
-// machine.
+// vlanGuest puts the guest on VLAN 1, like a NixOS test machine, and
+// answers the listing of its interfaces: eth1 has the MAC and addresses
+// of node 1, or of the node whose MAC the clone's identity fix-up (its
+// state "fixup") gave it.
 func vlanGuest(g *mock.Guest) {
 	g.SetLinks(
 		backend.Link{Name: "virtio-net-pci.0", VLAN: 0, MAC: "52:54:00:12:34:56", Up: true},
 		backend.Link{Name: "virtio-net-pci.1", VLAN: 1, MAC: "52:54:00:12:01:01", Up: true},
 	)
+	g.AnswerFunc(guestcmd.ListInterfaces(), func(context.Context, mock.Request) mock.Reply {
+		n := fixedNode(g)
+		return mock.Reply{Out: fmt.Sprintf(`1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN qlen 1000\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00
+3: eth1: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc pfifo_fast state UP qlen 1000\    link/ether 52:54:00:12:01:%02x brd ff:ff:ff:ff:ff:ff
+3: eth1    inet 192.168.1.%d/24 brd 192.168.1.255 scope global eth1\       valid_lft forever preferred_lft forever
+3: eth1    inet6 fe80::5054:ff:fe12:1%02x/64 scope link \       valid_lft forever preferred_lft forever
+`, n, n, n)}
+	})
+}
+
+// fixedNode is the node whose MAC the guest's identity fix-up gave eth1,
+// or 1 (the original's).
+func fixedNode(g *mock.Guest) int {
+	for n := 2; n < 255; n++ {
+		if strings.Contains(g.State("fixup"), guestcmd.SetMAC("eth1", fmt.Sprintf("52:54:00:12:01:%02x", n))) {
+			return n
+		}
+	}
+	return 1
 }
 
 func closeAll(t *testing.T, ms []*machine.Machine) {
@@ -31,14 +55,26 @@ func closeAll(t *testing.T, ms []*machine.Machine) {
 	})
 }
 
+// fixups returns the identity fix-ups the named machine's guest got.
+func (e *env) fixups(name string) []string {
+	var out []string
+	if g := e.b.Guest(name); g != nil {
+		for _, c := range g.Commands() {
+			if strings.Contains(c, guestcmd.SetHostname(name)) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
 func TestFork(t *testing.T) {
 	nodes := machine.NewNodeNumbers(1, 2)
 	e := started(t, vlanGuest, machine.WithNodeNumbers(nodes))
+	m := e.m
 	ctx := testCtx(t)
-	_, err := e.m.Succeed(ctx, "echo set-up > /root/base")
-	must(t, err)
 
-	clones, err := e.m.Fork(ctx, 3)
+	clones, err := m.Fork(ctx, 3)
 	must(t, err)
 	closeAll(t, clones)
 	if len(clones) != 3 {
@@ -46,63 +82,43 @@ func TestFork(t *testing.T) {
 	}
 	for k, c := range clones {
 		name := fmt.Sprintf("m1-%d", k+1)
-		// Everything a clone needs, in one round trip: its guest got one
-		// command before the test's own.
-		if g := e.b.Guest(name); g == nil || len(g.Commands()) != 1 || !strings.Contains(g.Commands()[0], "echo "+name+" > /proc/sys/kernel/hostname\n") {
-			var cmds []string
-			if g != nil {
-				cmds = g.Commands()
-			}
-			t.Errorf("%s: the restore sent %d commands, want one that gives the identity: %q", name, len(cmds), cmds)
-		}
 		if c.Name() != name {
 			t.Errorf("clone %d named %q, want %q", k, c.Name(), name)
 		}
 		// Node 1 is the original's, 2 was reserved: clones take 3, 4, 5.
-		if c.Node() != k+3 {
-			t.Errorf("%s: node %d, want %d", name, c.Node(), k+3)
+		node := k + 3
+		if c.Node() != node {
+			t.Errorf("%s: node %d, want %d", name, c.Node(), node)
 		}
-		out, err := c.Succeed(ctx, "hostname; cat /root/base; cat /etc/hostname")
-		must(t, err)
-		if want := name + "\nset-up\n" + name + "\n"; out != want {
-			t.Errorf("%s: %q, want %q", name, out, want)
+		// Everything a clone needs, in one round trip: its guest got one
+		// command, which gives it its identity.
+		g := e.b.Guest(name)
+		if cmds := g.Commands(); len(cmds) != 1 || len(e.fixups(name)) != 1 {
+			t.Fatalf("%s: the restore sent %q, want one command that gives the identity", name, cmds)
 		}
-		addrs, err := c.Succeed(ctx, "ip -o addr")
-		must(t, err)
-		ip := fmt.Sprintf("192.168.1.%d/24", k+3)
-		if !strings.Contains(addrs, ip) || strings.Contains(addrs, "192.168.1.1/24") {
-			t.Errorf("%s: addresses %q, want %s instead of 192.168.1.1", name, addrs, ip)
+		fix := g.Commands()[0]
+		mac := fmt.Sprintf("52:54:00:12:01:%02x", node)
+		want := []string{
+			guestcmd.SetHostname(name),
+			guestcmd.SetMAC("eth1", mac),
+			guestcmd.ReplaceAddr("eth1", netip.MustParsePrefix("192.168.1.1/24"), netip.MustParsePrefix(fmt.Sprintf("192.168.1.%d/24", node))),
+			guestcmd.ReplaceAddr("eth1", netip.MustParsePrefix("fe80::5054:ff:fe12:101/64"), netip.MustParsePrefix(fmt.Sprintf("fe80::5054:ff:fe12:1%02x/64", node))),
+			guestcmd.FlushNeighbours("eth1"),
 		}
-		links, err := c.Succeed(ctx, "ip -o link")
-		must(t, err)
-		if mac := fmt.Sprintf("52:54:00:12:01:%02x", k+3); !strings.Contains(links, mac) {
-			t.Errorf("%s: links %q lack %s", name, links, mac)
-		}
-		hosts, err := c.Succeed(ctx, "cat /etc/hosts")
-		must(t, err)
 		for j := range clones {
-			if line := fmt.Sprintf("192.168.1.%d m1-%d", j+3, j+1); !strings.Contains(hosts, line) {
-				t.Errorf("%s: /etc/hosts lacks %q", name, line)
+			want = append(want, guestcmd.AddHost(fmt.Sprintf("192.168.1.%d m1-%d", j+3, j+1)))
+		}
+		for _, w := range want {
+			if !strings.Contains(fix, w) {
+				t.Errorf("%s: the fix-up lacks %q:\n%s", name, w, fix)
 			}
 		}
-		if g := e.b.Guest(name); g == nil || len(g.URandomWrites()) == 0 {
-			t.Errorf("%s: the RNG was not reseeded", name)
-		}
-		_, err = c.Succeed(ctx, "echo "+name+" > /root/own")
-		must(t, err)
-	}
-	for _, c := range clones {
-		out, err := c.Succeed(ctx, "cat /root/own")
-		must(t, err)
-		if out != c.Name()+"\n" {
-			t.Errorf("%s sees %q", c.Name(), out)
+		if n := fixedNode(g); n != node {
+			t.Errorf("%s: the fix-up set the MAC of node %d, want %d", name, n, node)
 		}
 	}
-	if _, err := e.m.Fail(ctx, "cat /root/own"); err != nil {
-		t.Errorf("the original sees a clone's file: %v", err)
-	}
-	if out, _ := e.m.Succeed(ctx, "hostname"); out != "m1\n" {
-		t.Errorf("original hostname %q", out)
+	if n := len(e.fixups("m1")); n != 0 {
+		t.Errorf("the original got %d identity fix-ups", n)
 	}
 
 	// A clone forks like any machine: its clone takes over its own
@@ -110,14 +126,16 @@ func TestFork(t *testing.T) {
 	grand, err := clones[0].Fork(ctx, 1)
 	must(t, err)
 	closeAll(t, grand)
-	if addrs, err := grand[0].Succeed(ctx, "ip -o addr"); err != nil || !strings.Contains(addrs, "192.168.1.6/24") || strings.Contains(addrs, "192.168.1.3/24") {
-		t.Errorf("clone of a clone: %q, %v; want 192.168.1.6 instead of 192.168.1.3", addrs, err)
+	fix := e.fixups("m1-1-1")
+	wantAddr := guestcmd.ReplaceAddr("eth1", netip.MustParsePrefix("192.168.1.3/24"), netip.MustParsePrefix("192.168.1.6/24"))
+	if len(fix) != 1 || !strings.Contains(fix[0], wantAddr) {
+		t.Errorf("clone of a clone: fix-up %q, want one with %q", fix, wantAddr)
 	}
 	must(t, grand[0].Close())
 
 	// Numbering goes on; closed clones give their node numbers back.
 	must(t, clones[1].Close())
-	more, err := e.m.Fork(ctx, 1)
+	more, err := m.Fork(ctx, 1)
 	must(t, err)
 	closeAll(t, more)
 	if more[0].Name() != "m1-4" || more[0].Node() != 4 {
@@ -125,8 +143,44 @@ func TestFork(t *testing.T) {
 	}
 }
 
+// TestForkState: a clone starts from the state its original had when
+// forked, and then goes its own way.
+func TestForkState(t *testing.T) {
+	e := started(t, func(g *mock.Guest) {
+		g.AnswerFunc("cat /root/own", func(context.Context, mock.Request) mock.Reply {
+			return mock.Reply{Out: g.State("own")}
+		})
+	})
+	e.guest().SetState("own", "original")
+	ctx := testCtx(t)
+	clones, err := e.m.Fork(ctx, 2)
+	must(t, err)
+	closeAll(t, clones)
+	for _, c := range clones {
+		if out, err := c.Succeed(ctx, "cat /root/own"); err != nil || out != "original" {
+			t.Errorf("%s sees %q, %v", c.Name(), out, err)
+		}
+		e.b.Guest(c.Name()).SetState("own", c.Name())
+	}
+	for _, m := range append(clones, e.m) {
+		want := m.Name()
+		if m == e.m {
+			want = "original"
+		}
+		if out, err := m.Succeed(ctx, "cat /root/own"); err != nil || out != want {
+			t.Errorf("%s sees %q, %v; want %q", m.Name(), out, err, want)
+		}
+	}
+}
+
 func TestRestoreSameAddresses(t *testing.T) {
-	e := started(t, vlanGuest)
+	e := started(t, func(g *mock.Guest) {
+		vlanGuest(g)
+		// The copy keeps the original's host name.
+		g.Handle(func(_ context.Context, req mock.Request) (mock.Reply, bool) {
+			return mock.Reply{}, strings.Contains(req.Command, guestcmd.SetHostname("m1"))
+		})
+	})
 	ctx := testCtx(t)
 	snap, err := e.m.Snapshot(ctx, "keep")
 	must(t, err)
@@ -136,13 +190,34 @@ func TestRestoreSameAddresses(t *testing.T) {
 	c, err := machine.Restore(ctx, snap, "m1-copy", machine.WithSameAddresses())
 	must(t, err)
 	closeAll(t, []*machine.Machine{c})
-	out, err := c.Succeed(ctx, "hostname; ip -o addr")
-	must(t, err)
-	if !strings.HasPrefix(out, "m1\n") || !strings.Contains(out, "192.168.1.1/24") {
-		t.Errorf("clone with the same addresses: %q", out)
+	// The copy keeps the original's host name and addresses.
+	cmds := e.b.Guest("m1-copy").Commands()
+	if len(cmds) != 1 || !strings.Contains(cmds[0], guestcmd.SetHostname("m1")) || strings.Contains(cmds[0], guestcmd.FlushNeighbours("eth1")) {
+		t.Errorf("the copy's fix-up %q, want the original's host name and no address change", cmds)
 	}
 	if c.Node() != 0 {
 		t.Errorf("node %d, want none", c.Node())
+	}
+}
+
+// TestRestoreFixupFails: a fix-up the guest fails fails the restore and
+// leaves nothing running.
+func TestRestoreFixupFails(t *testing.T) {
+	e := started(t, func(g *mock.Guest) {
+		g.Handle(func(_ context.Context, req mock.Request) (mock.Reply, bool) {
+			return mock.Reply{Out: "date: cannot set date\n", Status: 1}, strings.Contains(req.Command, guestcmd.SetHostname("m1-1"))
+		})
+	})
+	_, err := e.m.Fork(testCtx(t), 1)
+	wantErrContains(t, err, "m1-1", "identity", "status 1", "cannot set date")
+	g := e.b.Guest("m1-1")
+	if g == nil {
+		t.Fatal("the clone never started")
+	}
+	select {
+	case <-g.Done():
+	default:
+		t.Error("the failed clone still runs")
 	}
 }
 

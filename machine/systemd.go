@@ -7,26 +7,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vmdriver/vmdriver/internal/shellquote"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
-
-// systemctlCommand builds the guest command for `systemctl q`, run as
-// user's manager when user is set.
-func systemctlCommand(q, user string) string {
-	if user == "" {
-		return "systemctl " + q
-	}
-	inner := "XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user " + q
-	return "su -l " + shellquote.Quote(user) + " --shell /bin/sh -c " + shellquote.Quote(inner)
-}
 
 // Systemctl runs `systemctl q` (q is shell text, not quoted) and returns
 // its status and output; a non-zero status is not an error. AsUser runs
 // it against that user's manager; Timeout limits it (default
 // DefaultCommandTimeout).
 func (m *Machine) Systemctl(ctx context.Context, q string, opts ...UnitOption) (int, string, error) {
+	return m.systemctl(ctx, func(user string) string { return guestcmd.Systemctl(q, user) }, opts)
+}
+
+// systemctl runs the systemctl command cmd builds for the user of opts.
+func (m *Machine) systemctl(ctx context.Context, cmd func(user string) string, opts []UnitOption) (int, string, error) {
 	c := unitOptions(opts)
-	r, err := m.exec(ctx, systemctlCommand(q, c.user), execParams{guestTimeout: c.waitTimeout(DefaultCommandTimeout)})
+	r, err := m.exec(ctx, cmd(c.user), execParams{guestTimeout: c.waitTimeout(DefaultCommandTimeout)})
 	if err != nil {
 		return 0, "", err
 	}
@@ -35,12 +30,12 @@ func (m *Machine) Systemctl(ctx context.Context, q string, opts ...UnitOption) (
 
 // StartJob runs `systemctl start UNIT`.
 func (m *Machine) StartJob(ctx context.Context, unit string, opts ...UnitOption) (int, string, error) {
-	return m.Systemctl(ctx, "start "+shellquote.Quote(unit), opts...)
+	return m.systemctl(ctx, func(user string) string { return guestcmd.StartUnit(unit, user) }, opts)
 }
 
 // StopJob runs `systemctl stop UNIT`.
 func (m *Machine) StopJob(ctx context.Context, unit string, opts ...UnitOption) (int, string, error) {
-	return m.Systemctl(ctx, "stop "+shellquote.Quote(unit), opts...)
+	return m.systemctl(ctx, func(user string) string { return guestcmd.StopUnit(unit, user) }, opts)
 }
 
 var propertyLine = regexp.MustCompile(`(?m)^([^=\n]+)=(.*)$`)
@@ -48,7 +43,7 @@ var propertyLine = regexp.MustCompile(`(?m)^([^=\n]+)=(.*)$`)
 // GetUnitInfo returns the unit's properties as `systemctl show` prints
 // them. A non-zero status gives an error wrapping ErrCheckFailed.
 func (m *Machine) GetUnitInfo(ctx context.Context, unit string, opts ...UnitOption) (map[string]string, error) {
-	status, out, err := m.Systemctl(ctx, "--no-pager show "+shellquote.Quote(unit), opts...)
+	status, out, err := m.systemctl(ctx, func(user string) string { return guestcmd.UnitInfo(unit, user) }, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +60,7 @@ func (m *Machine) GetUnitInfo(ctx context.Context, unit string, opts ...UnitOpti
 
 // GetUnitProperty returns one property of the unit.
 func (m *Machine) GetUnitProperty(ctx context.Context, unit, property string, opts ...UnitOption) (string, error) {
-	status, out, err := m.Systemctl(ctx, "--no-pager show "+shellquote.Quote(unit)+" --property="+shellquote.Quote(property), opts...)
+	status, out, err := m.systemctl(ctx, func(user string) string { return guestcmd.UnitProperty(unit, property, user) }, opts)
 	if err != nil {
 		return "", err
 	}
@@ -129,7 +124,7 @@ func (m *Machine) WaitForUnit(ctx context.Context, unit string, opts ...UnitOpti
 			case "failed":
 				return false, "", fmt.Errorf("machine %s: unit %q%s reached state \"failed\": %w", m.name, unit, userSuffix(c.user), ErrCheckFailed)
 			case "inactive":
-				_, jobs, err := m.Systemctl(ctx, "list-jobs --full 2>&1", uo...)
+				_, jobs, err := m.systemctl(ctx, guestcmd.ListJobs, uo)
 				if err != nil {
 					return false, "", err
 				}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/vmdriver/vmdriver/internal/shellquote"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // statusProbe is a probe that runs cmd and succeeds when its exit status
@@ -27,7 +27,7 @@ func (m *Machine) statusProbe(cmd string, wantFailure bool) probeFunc {
 func (m *Machine) WaitForFile(ctx context.Context, path string, opts ...WaitOption) error {
 	c := waitOptions(opts)
 	return m.Nested("waiting for file "+path, func() error {
-		return m.retry(ctx, "file "+path+" to exist", c, m.statusProbe("test -e "+shellquote.Quote(path), false))
+		return m.retry(ctx, "file "+path+" to exist", c, m.statusProbe(guestcmd.FileExists(path), false))
 	})
 }
 
@@ -42,7 +42,7 @@ func (m *Machine) WaitForOpenPort(ctx context.Context, port int, opts ...PortOpt
 	target := c.addr + ":" + strconv.Itoa(port)
 	return m.Nested("waiting for TCP port "+target, func() error {
 		return m.retry(ctx, "TCP port "+target+" to open", c,
-			m.statusProbe(tcpProbe(c.addr, port), false))
+			m.statusProbe(guestcmd.PortOpen(c.addr, port), false))
 	})
 }
 
@@ -53,14 +53,8 @@ func (m *Machine) WaitForClosedPort(ctx context.Context, port int, opts ...PortO
 	target := c.addr + ":" + strconv.Itoa(port)
 	return m.Nested("waiting for TCP port "+target+" to be closed", func() error {
 		return m.retry(ctx, "TCP port "+target+" to close", c,
-			m.statusProbe(tcpProbe(c.addr, port), true))
+			m.statusProbe(guestcmd.PortOpen(c.addr, port), true))
 	})
-}
-
-// tcpProbe is a guest command that succeeds when ADDR:PORT accepts a TCP
-// connection: bash connects when it opens /dev/tcp/ADDR/PORT.
-func tcpProbe(addr string, port int) string {
-	return ": 2>/dev/null <" + shellquote.Quote("/dev/tcp/"+addr+"/"+strconv.Itoa(port))
 }
 
 // WaitForOpenUnixSocket waits until a unix socket at path accepts
@@ -69,31 +63,21 @@ func tcpProbe(addr string, port int) string {
 // not). Default timeout: DefaultWaitTimeout.
 func (m *Machine) WaitForOpenUnixSocket(ctx context.Context, path string, datagram bool, opts ...WaitOption) error {
 	c := waitOptions(opts)
-	flag := "-U"
-	if datagram {
-		flag = "-uU"
-	}
 	return m.Nested("waiting for unix socket "+path, func() error {
 		return m.retry(ctx, "unix socket "+path+" to open", c,
-			m.statusProbe("nc -z "+flag+" "+shellquote.Quote(path), false))
+			m.statusProbe(guestcmd.UnixSocketOpen(path, datagram), false))
 	})
-}
-
-// ttyCommand prints the text on virtual terminal tty.
-func ttyCommand(tty int) string {
-	n := strconv.Itoa(tty)
-	return `fold -w"$(stty -F /dev/tty` + n + ` size | awk '{print $2}')" /dev/vcs` + n
 }
 
 // GetTTYText returns the text on virtual terminal tty (/dev/vcsN),
 // folded at the terminal's width.
 func (m *Machine) GetTTYText(ctx context.Context, tty int) (string, error) {
-	r, err := m.exec(ctx, ttyCommand(tty), execParams{guestTimeout: DefaultCommandTimeout})
+	r, err := m.exec(ctx, guestcmd.TTYText(tty), execParams{guestTimeout: DefaultCommandTimeout})
 	if err != nil {
 		return "", err
 	}
 	if r.Status != 0 {
-		return "", &CommandError{Machine: m.name, Command: ttyCommand(tty), Status: r.Status, Output: r.Output}
+		return "", &CommandError{Machine: m.name, Command: guestcmd.TTYText(tty), Status: r.Status, Output: r.Output}
 	}
 	return r.Output, nil
 }
@@ -110,7 +94,7 @@ func (m *Machine) WaitUntilTTYMatches(ctx context.Context, tty int, pattern stri
 	what := fmt.Sprintf("TTY %d to match %q", tty, pattern)
 	return m.Nested(fmt.Sprintf("waiting for %s", what), func() error {
 		return m.retry(ctx, what, c, func(ctx context.Context, budget time.Duration, last bool) (bool, string, error) {
-			r, err := m.exec(ctx, ttyCommand(tty), execParams{guestTimeout: budget})
+			r, err := m.exec(ctx, guestcmd.TTYText(tty), execParams{guestTimeout: budget})
 			if err != nil {
 				return false, "", err
 			}
@@ -128,7 +112,6 @@ func (m *Machine) WaitUntilTTYMatches(ctx context.Context, tty int, pattern stri
 // DumpTTYContents writes the text of virtual terminal tty into the
 // guest's journal (and so into the serial log).
 func (m *Machine) DumpTTYContents(ctx context.Context, tty int) error {
-	cmd := "fold -w 80 /dev/vcs" + strconv.Itoa(tty) + " | systemd-cat"
-	_, err := m.Succeed(ctx, cmd)
+	_, err := m.Succeed(ctx, guestcmd.DumpTTY(tty))
 	return err
 }

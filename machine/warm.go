@@ -18,6 +18,7 @@ import (
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/internal/cachedir"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // Warm starts.
@@ -45,11 +46,6 @@ const warmMetaFile = "machine.json"
 
 // warmStamp is the entry's last-use stamp, as everywhere in the cache.
 const warmStamp = cachedir.Stamp
-
-// settleCommand waits, on a guest with systemd, for the boot to finish
-// (running or degraded) before a warm entry is saved; other guests are
-// settled once their shell answers.
-const settleCommand = `if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then systemctl is-system-running --wait >/dev/null 2>&1 || true; fi`
 
 // WithWarm makes the machine's first start warm: restored from the
 // post-boot snapshot of an earlier run kept in dir (created 0700 if
@@ -229,7 +225,7 @@ func (m *Machine) saveWarm(ctx context.Context, sh *backdoor.Shell, booted time.
 func (m *Machine) saveWarmEntry(ctx context.Context, sh *backdoor.Shell, key string, booted time.Time) (err error) {
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.bootTimeout)
 	defer cancel()
-	if _, err := sh.Run(sctx, settleCommand, backdoor.RunOptions{}); err != nil {
+	if _, err := sh.Run(sctx, guestcmd.Settle(), backdoor.RunOptions{}); err != nil {
 		return fmt.Errorf("waiting for the guest to settle: %w", err)
 	}
 	bootSeconds := time.Since(booted).Seconds()

@@ -3,10 +3,12 @@ package machine_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 	"github.com/vmdriver/vmdriver/machine"
 )
 
@@ -31,9 +33,8 @@ func warmEntries(t *testing.T, dir string) []string {
 func warmRun(t *testing.T, opts ...machine.Option) *env {
 	t.Helper()
 	e := newEnv(t, nil, opts...)
-	ctx := testCtx(t)
-	if out, err := e.m.Succeed(ctx, "hostname"); err != nil || out != "m1\n" {
-		t.Fatalf("hostname = %q, %v", out, err)
+	if _, err := e.m.Succeed(testCtx(t), "true"); err != nil {
+		t.Fatal(err)
 	}
 	return e
 }
@@ -53,10 +54,13 @@ func TestWarmStart(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(entries[0], "machine.json")); err != nil {
 		t.Fatal(err)
 	}
-	firstID, _ := first.guest().ReadFile("/etc/machine-id")
+	if !slices.Contains(first.guest().Commands(), guestcmd.Settle()) {
+		t.Errorf("the cold run saved without settling the guest: %q", first.guest().Commands())
+	}
 
-	// Second run: restored, not booted, with its own machine-id and the
-	// boot's console lines replayed (the mock's boot prints its name).
+	// Second run: restored, not booted, given its identity (its own
+	// machine-id and clock) and the boot's console lines replayed (the
+	// mock's boot prints its name).
 	second := warmRun(t, machine.WithWarm(cache))
 	if got := second.b.Restores("m1"); got != 1 {
 		t.Errorf("second run restored %d times, want 1", got)
@@ -64,8 +68,8 @@ func TestWarmStart(t *testing.T) {
 	if !second.log.has("info", "started warm in") {
 		t.Errorf("second run did not say it started warm:\n%v", second.log.entries)
 	}
-	if id, _ := second.guest().ReadFile("/etc/machine-id"); len(id) == 0 || string(id) == string(firstID) {
-		t.Errorf("machine-id after a warm start = %q (first run %q): want a fresh one", id, firstID)
+	if cmds := second.guest().Commands(); len(cmds) != 2 || len(second.fixups("m1")) != 1 || cmds[1] != "true" {
+		t.Errorf("a warm start sent %q, want the identity fix-up before the test's command", cmds)
 	}
 	if err := second.m.WaitForConsoleText(testCtx(t), "mock: booting m1", machine.Timeout(5*time.Second)); err != nil {
 		t.Errorf("the boot's console lines were not replayed: %v\nconsole: %q", err, second.m.ConsoleLog())
@@ -142,7 +146,7 @@ func TestWarmConcurrentColdRuns(t *testing.T) {
 	errs := make(chan error, 2)
 	for _, e := range []*env{a, b} {
 		go func() {
-			_, err := e.m.Succeed(ctx, "hostname")
+			_, err := e.m.Succeed(ctx, "true")
 			errs <- err
 		}()
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backend/mock"
 	"github.com/vmdriver/vmdriver/driver"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 	"github.com/vmdriver/vmdriver/script"
 )
 
@@ -155,7 +157,7 @@ type envConfig struct {
 func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
 	e := &env{t: t, log: &recLogger{}, rep: &recReporter{}, stdout: &bytes.Buffer{}, outDir: t.TempDir()}
-	var opts []mock.Option
+	opts := []mock.Option{mock.WithGuest(guestAnswers)}
 	if cfg.guest != nil {
 		opts = append(opts, mock.WithGuest(cfg.guest))
 	}
@@ -199,6 +201,60 @@ func (e *env) mustRun(src string) {
 	if err := e.run(src); err != nil {
 		e.t.Fatalf("script failed: %v\n%s", err, traceback(err))
 	}
+}
+
+// guestFiles are the files the test scripts write (with `echo CONTENT >
+// PATH`), test (`test -e PATH`) and read (`cat PATH`), with the content
+// they write: the guests keep them in their state, which snapshots save.
+var guestFiles = map[string]string{
+	"/tmp/setup": "base", "/tmp/one": "1", "/tmp/two": "2", "/root/f": "later", "/root/g": "mine",
+	"/etc/hello": "hello from the guest",
+}
+
+// guestAnswers scripts what every guest of these tests answers: the
+// tests' own commands (true, false, exit N, echo WORDS, sleep, hostname,
+// the files of guestFiles), the driver's sync, what snapshots and warm
+// starts ask, and a clone's identity fix-up (recognised by the host name
+// it sets: its own, or its original's for a forked subtest).
+func guestAnswers(name string, g *mock.Guest) {
+	for _, c := range []string{"true", "sync", guestcmd.ListMounts9p(), guestcmd.Settle()} {
+		g.Answer(c, mock.Reply{})
+	}
+	g.Answer("false", mock.Reply{Status: 1})
+	for n := 1; n < 10; n++ {
+		g.Answer(fmt.Sprintf("exit %d", n), mock.Reply{Status: n})
+	}
+	g.Answer("hostname", mock.Reply{Out: name + "\n"})
+	g.SetState("/etc/hello", guestFiles["/etc/hello"]+"\n")
+	for path, content := range guestFiles {
+		g.AnswerFunc("echo "+content+" > "+path, func(context.Context, mock.Request) mock.Reply {
+			g.SetState(path, content+"\n")
+			return mock.Reply{}
+		})
+		g.AnswerFunc("test -e "+path, func(context.Context, mock.Request) mock.Reply {
+			return mock.Reply{Status: missing(g.State(path))}
+		})
+		g.AnswerFunc("cat "+path, func(context.Context, mock.Request) mock.Reply {
+			return mock.Reply{Out: g.State(path), Status: missing(g.State(path))}
+		})
+	}
+	g.Handle(func(_ context.Context, req mock.Request) (mock.Reply, bool) {
+		if words, ok := strings.CutPrefix(req.Command, "echo "); ok && !strings.ContainsAny(words, "<>|;&") {
+			return mock.Reply{Out: words + "\n"}, true
+		}
+		origin, _, _ := strings.Cut(name, "-")
+		return mock.Reply{}, strings.HasPrefix(req.Command, "sleep ") ||
+			strings.Contains(req.Command, guestcmd.SetHostname(name)) || strings.Contains(req.Command, guestcmd.SetHostname(origin))
+	})
+}
+
+// missing is the status of a test or read of a file with content: 1 when
+// there is none.
+func missing(content string) int {
+	if content == "" {
+		return 1
+	}
+	return 0
 }
 
 // guest returns the named machine's current guest.

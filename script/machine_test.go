@@ -1,38 +1,91 @@
 package script_test
 
 import (
+	"context"
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/vmdriver/vmdriver/backend/mock"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 	"github.com/vmdriver/vmdriver/machine"
 )
 
-// scriptGuest prepares every guest of the machine tests.
+// scriptGuest prepares every guest of the machine tests: units (nginx,
+// started and stopped by the scripts, whose state the guest keeps under
+// "nginx"; idle; alice's pipewire), ports, a socket, a terminal, the
+// monitor, the copies of "copy" and commands that make the guest act.
 func scriptGuest(_ string, g *mock.Guest) {
-	g.Systemd("").SetUnit("nginx.service", "active", "running")
-	g.Systemd("").SetUnit("idle.service", "inactive", "dead")
-	g.Systemd("alice").SetUnit("pipewire.service", "active", "running")
-	g.WriteFile("/etc/hello", []byte("hello from the guest\n"))
-	g.OpenPort(80)
-	g.OpenUnixSocket("/run/app.sock", false)
-	g.SetTTY(1, "NixOS login: ")
+	g.SetState("nginx", "active")
+	nginx := func(context.Context, mock.Request) mock.Reply {
+		return mock.Reply{Out: "ActiveState=" + g.State("nginx") + "\n"}
+	}
+	for _, unit := range []string{"nginx", "nginx.service"} {
+		g.AnswerFunc(guestcmd.UnitProperty(unit, "ActiveState", ""), nginx)
+		g.AnswerFunc(guestcmd.StartUnit(unit, ""), func(context.Context, mock.Request) mock.Reply {
+			g.SetState("nginx", "active")
+			return mock.Reply{}
+		})
+		g.AnswerFunc(guestcmd.StopUnit(unit, ""), func(context.Context, mock.Request) mock.Reply {
+			g.SetState("nginx", "inactive")
+			return mock.Reply{}
+		})
+	}
+	g.AnswerFunc(guestcmd.UnitInfo("nginx.service", ""), nginx)
+	for cmd, out := range map[string]string{
+		guestcmd.Systemctl("is-active nginx.service", ""):                 "active\n",
+		guestcmd.Systemctl("is-active pipewire.service", "alice"):         "active\n",
+		guestcmd.UnitProperty("nginx.service", "SubState", ""):            "SubState=running\n",
+		guestcmd.UnitProperty("idle", "ActiveState", ""):                  "ActiveState=inactive\n",
+		guestcmd.UnitProperty("pipewire", "ActiveState", "alice"):         "ActiveState=active\n",
+		guestcmd.UnitProperty("pipewire.service", "ActiveState", "alice"): "ActiveState=active\n",
+		guestcmd.TTYText(1): "NixOS login: \n",
+	} {
+		g.Answer(cmd, mock.Reply{Out: out})
+	}
+	for _, cmd := range []string{guestcmd.FileExists("/etc/hello"), guestcmd.PortOpen("localhost", 80),
+		guestcmd.UnixSocketOpen("/run/app.sock", false), guestcmd.DumpTTY(1), guestcmd.MkdirAll("/root")} {
+		g.Answer(cmd, mock.Reply{})
+	}
+	g.Answer(guestcmd.PortOpen("localhost", 81), mock.Reply{Status: 1})
 	g.SetMonitorReply("info status", "VM status: running")
-	g.Handle(func(cmd string) (string, int, bool) {
-		switch cmd {
-		case "say hello":
-			g.ConsoleLine("hello world, from the console")
-			return "", 0, true
-		case "emit events":
-			g.EmitEvent("RESET", map[string]any{"guest": true})
-			g.EmitEvent("STOP", map[string]any{"reason": "test", "n": float64(3)})
-			return "", 0, true
+	g.AnswerFunc(guestcmd.Upload([]byte("from the host\n"), "/root/b.txt", false), func(context.Context, mock.Request) mock.Reply {
+		g.SetState("/root/b.txt", "from the host\n")
+		return mock.Reply{}
+	})
+	g.AnswerFunc("cat /root/a.txt", func(context.Context, mock.Request) mock.Reply {
+		return mock.Reply{Out: g.State("/root/a.txt")}
+	})
+	g.Handle(func(_ context.Context, req mock.Request) (mock.Reply, bool) {
+		// The copies through the shared directory, whose staging
+		// directories are under /tmp/shared.
+		dirs, _ := os.ReadDir(g.SharedDir())
+		for _, d := range dirs {
+			host, guest := filepath.Join(g.SharedDir(), d.Name()), path.Join("/tmp/shared", d.Name())
+			switch req.Command {
+			case guestcmd.MkdirAll(guest):
+				return mock.Reply{}, true
+			case guestcmd.CopyTree(path.Join(guest, "payload.txt"), "/root/a.txt"):
+				data, err := os.ReadFile(filepath.Join(host, "payload.txt"))
+				g.SetState("/root/a.txt", string(data))
+				return mock.Reply{}, err == nil
+			case guestcmd.CopyTree("/etc/hello", path.Join(guest, "hello")):
+				err := os.WriteFile(filepath.Join(host, "hello"), []byte(g.State("/etc/hello")), 0o644)
+				return mock.Reply{}, err == nil
+			}
 		}
-		return "", 0, false
+		return mock.Reply{}, false
+	})
+	g.AnswerFunc("say hello", func(context.Context, mock.Request) mock.Reply {
+		return mock.Reply{Console: "hello world, from the console\n"}
+	})
+	g.AnswerFunc("emit events", func(context.Context, mock.Request) mock.Reply {
+		g.EmitEvent("RESET", map[string]any{"guest": true})
+		g.EmitEvent("STOP", map[string]any{"reason": "test", "n": float64(3)})
+		return mock.Reply{}
 	})
 }
 
@@ -102,7 +155,7 @@ func TestMachineMethods(t *testing.T) {
 			`st, _ = server.start_job("nginx")`,
 			`server.require_unit_state("nginx")`,
 		), func(t *testing.T, e *env) {
-			if state, _, _ := e.guest("server").Systemd("").Unit("nginx.service"); state != "active" {
+			if state := e.guest("server").State("nginx"); state != "active" {
 				t.Errorf("nginx is %s after start_job", state)
 			}
 		}},
@@ -165,8 +218,8 @@ func TestMachineMethods(t *testing.T) {
 			`server.copy_from_machine("/etc/hello")`,
 			`server.copy_from_vm("/etc/hello", "sub")`,
 		), func(t *testing.T, e *env) {
-			if b, err := e.guest("server").ReadFile("/root/b.txt"); err != nil || string(b) != "from the host\n" {
-				t.Errorf("/root/b.txt = %q, %v", b, err)
+			if b := e.guest("server").State("/root/b.txt"); b != "from the host\n" {
+				t.Errorf("/root/b.txt = %q", b)
 			}
 			for _, p := range []string{"hello", "sub/hello"} {
 				if b, err := os.ReadFile(filepath.Join(e.outDir, p)); err != nil || string(b) != "hello from the guest\n" {
@@ -180,7 +233,7 @@ func TestMachineMethods(t *testing.T) {
 			`server.wait_until_tty_matches("1", "log.n:", timeout=5)`,
 			`server.dump_tty_contents(1)`,
 		), func(t *testing.T, e *env) {
-			if !slices.ContainsFunc(e.commands("server"), func(c string) bool { return strings.Contains(c, "/dev/vcs1 | systemd-cat") }) {
+			if !slices.Contains(e.commands("server"), guestcmd.DumpTTY(1)) {
 				t.Errorf("no dump command: %q", e.commands("server"))
 			}
 		}},

@@ -2,23 +2,47 @@ package mock
 
 import (
 	"context"
-	"image/color"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/vmdriver/vmdriver/backdoor"
+	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
-// CommandHandler answers a guest command before the built-in fake
-// commands do. It returns handled=false to pass the command on.
-type CommandHandler func(cmd string) (out string, status int, handled bool)
+// Request is one command as the guest receives it: its text and the
+// guest-side timeout the caller asked for (0 for none).
+type Request = backdoor.GuestRequest
 
-// RequestHandler is the full form of CommandHandler: it sees the
-// guest-side timeout and can set GuestReply.Hold (a background process
-// holding stdout). It must return when ctx ends.
-type RequestHandler func(ctx context.Context, req backdoor.GuestRequest) (reply backdoor.GuestReply, handled bool)
+// Reply is the guest's answer to one command.
+type Reply struct {
+	// Out is the command's stdout.
+	Out string
+	// Status is its exit status.
+	Status int
+	// Console is written to the serial console, where a real guest's
+	// stderr goes.
+	Console string
+	// Hold keeps stdout open this long after the status, like a
+	// background child of the command would.
+	Hold time.Duration
+}
+
+// Handler computes the answer to a command each time it runs. ctx ends
+// when the guest stops or reboots; a handler that waits must return
+// then.
+type Handler func(ctx context.Context, req Request) Reply
+
+// Matcher answers the commands it recognises (ok) among those without an
+// answer of their own.
+type Matcher func(ctx context.Context, req Request) (r Reply, ok bool)
+
+// StatusUnscripted is the exit status of a command nobody scripted (as
+// bash's for a command not found).
+const StatusUnscripted = 127
 
 // ControlCall is one recorded RawCommander call.
 type ControlCall struct {
@@ -26,24 +50,15 @@ type ControlCall struct {
 	Args    map[string]any
 }
 
-// Guest is the programmable fake guest of one started instance. All its
-// methods are safe for concurrent use, also while commands run.
+// Guest is the scriptable guest of one started or restored instance. It
+// has no shell: tests tell it what to answer to each command, keyed by
+// the command's text as package guestcmd builds it (or as the test's own
+// Machine.Succeed sends it). A command without an answer exits with
+// StatusUnscripted and names itself on the serial console. Out of the
+// box it answers guestcmd.PowerOff and guestcmd.ForcePowerOff (as a
+// command or as raw input) by powering off.
 //
-// Built-in commands (after custom handlers): true, false, :, echo [-n],
-// exit N, sleep SECS, test/[ -e|-f|-d PATH, cat PATH, mkdir -p, cp -r,
-// rm -rf, sync, systemctl (see Systemd), su -l USER --shell /bin/sh -c
-// CMD, nc -z ADDR PORT, nc -z -U|-uU PATH, poweroff [-f], halt, reboot,
-// date [+FORMAT] and date -s @SECS[.FRAC] (the guest clock), hostname
-// [NAME] (also written as /proc/sys/kernel/hostname), ip -o link|addr, ip link set dev X address MAC, ip addr
-// add|del|flush, ip neigh flush (ident.go), the base64 upload pipeline
-// `printf %s B64 | base64 -d >|>> PATH`, and `fold ... /dev/vcsN` (TTY
-// text, Guest.SetTTY). Anything else exits 127 with "command not found"
-// on the console. Paths under /tmp/shared are the host's Spec.SharedDir.
-//
-// A command is run as a bash script under `set -e`, as the real backdoor
-// runs it: lines and `;` lists, `&&`, `||`, and redirections (>, >>, 2>,
-// 2>&1, >&2, &>, <) of files, /dev/null and /dev/urandom work; a failing
-// command outside && and || ends the script with its status.
+// All methods are safe for concurrent use, also while commands run.
 type Guest struct {
 	name string
 
@@ -52,180 +67,175 @@ type Guest struct {
 
 	bootDelay  time.Duration
 	noBanner   bool
-	preBanner  string
 	boots      int
 	ignoreACPI bool
+	restored   bool
+	hardware   Hardware
+	snapErr    error
+	state      map[string]string
 
-	handlers    []CommandHandler
-	reqHandlers []RequestHandler
-	commands    []string
-	raw         []string
-
-	managers    map[string]*Systemd
-	files       map[string]*fnode
-	ports       map[string]bool
-	unixStream  map[string]bool
-	unixDgram   map[string]bool
-	tty         map[int]string
-	screen      color.RGBA
-	screenshots []string
+	answers  map[string]Handler
+	matchers []Matcher
+	commands []string
+	raw      []string
 
 	consoleIn      []byte
-	onConsoleInput func(data []byte)
 	keys           []string
-
 	monitorCmds    []string
 	monitorReplies map[string]string
-	monitorHandler func(cmd string) (string, error)
-
 	controlCalls   []ControlCall
 	controlReplies map[string]any
 
-	hostname    string
-	clockOffset time.Duration // guest clock minus host clock
-	urandom     [][]byte      // writes to /dev/urandom since start or restore
-	hardware    Hardware
-	snapErr     error // SetSnapshotError
-	restored    bool
-
-	net *netState // links, addresses and port forwards (links.go); own lock
+	links    []backend.Link // links.go
+	calls    []LinkCall
+	forwards []PortForward
 }
 
 func newGuest(name string, bootDelay time.Duration) *Guest {
 	g := &Guest{
 		name:           name,
+		links:          slices.Clone(DefaultLinks),
 		bootDelay:      bootDelay,
-		managers:       map[string]*Systemd{},
-		files:          map[string]*fnode{},
-		ports:          map[string]bool{},
-		unixStream:     map[string]bool{},
-		unixDgram:      map[string]bool{},
-		tty:            map[int]string{},
-		screen:         defaultScreen,
+		hardware:       DefaultHardware,
+		state:          map[string]string{},
+		answers:        map[string]Handler{},
 		monitorReplies: map[string]string{},
 		controlReplies: map[string]any{},
-		net:            newNetState(),
-		hostname:       name,
-		hardware:       DefaultHardware,
 	}
-	for _, d := range []string{"/", "/tmp", "/root", "/etc", "/run"} {
-		g.files[d] = &fnode{dir: true, mode: 0o755}
+	powerOff := func(ctx context.Context, _ Request) Reply {
+		// Like a real power-off, the command never reports back.
+		g.PowerOff()
+		<-ctx.Done()
+		return Reply{Status: 143}
 	}
-	g.files["/etc/hostname"] = &fnode{data: []byte(name + "\n"), mode: 0o644}
-	g.files["/etc/machine-id"] = &fnode{data: []byte(machineID(name) + "\n"), mode: 0o444}
+	g.answers[guestcmd.PowerOff()] = powerOff
+	g.answers[guestcmd.ForcePowerOff()] = powerOff
 	return g
 }
 
-func (g *Guest) attach(in *Instance) {
+// locked returns what fn returns, run with g.mu held.
+func locked[T any](g *Guest, fn func() T) T {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.inst = in
+	return fn()
 }
 
-func (g *Guest) instance() *Instance {
+// set runs fn with g.mu held.
+func (g *Guest) set(fn func()) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.inst
+	fn()
 }
+
+func (g *Guest) attach(in *Instance) { g.set(func() { g.inst = in }) }
 
 // Instance returns the instance the guest runs in.
-func (g *Guest) Instance() *Instance { return g.instance() }
+func (g *Guest) Instance() *Instance { return locked(g, func() *Instance { return g.inst }) }
 
-// Name returns the machine's name.
-func (g *Guest) Name() string { return g.name }
-
-// PID returns the fake pid of the guest's instance.
-func (g *Guest) PID() int { return g.instance().PID() }
+// SharedDir returns the host directory the guest sees at /tmp/shared
+// (Spec.SharedDir).
+func (g *Guest) SharedDir() string { return g.Instance().spec.SharedDir }
 
 // Done is closed when the guest's instance has exited.
-func (g *Guest) Done() <-chan struct{} { return g.instance().Done() }
+func (g *Guest) Done() <-chan struct{} { return g.Instance().Done() }
 
-// SetBootDelay sets how long each boot takes before the shell banner.
-// Set it from the WithGuest callback to affect the first boot.
-func (g *Guest) SetBootDelay(d time.Duration) {
+// Answer makes the guest answer the command cmd with r every time.
+func (g *Guest) Answer(cmd string, r Reply) {
+	g.AnswerFunc(cmd, func(context.Context, Request) Reply { return r })
+}
+
+// AnswerFunc makes the guest answer the command cmd with what h returns
+// (for answers that change over time). It replaces an earlier answer.
+func (g *Guest) AnswerFunc(cmd string, h Handler) { g.set(func() { g.answers[cmd] = h }) }
+
+// Handle adds m, consulted (in the order added) for every command that
+// has no answer of its own.
+func (g *Guest) Handle(m Matcher) { g.set(func() { g.matchers = append(g.matchers, m) }) }
+
+// Commands returns every command the guest received, in order.
+func (g *Guest) Commands() []string {
+	return locked(g, func() []string { return slices.Clone(g.commands) })
+}
+
+// RawInput returns every unframed line the guest's shell received (such
+// as "poweroff").
+func (g *Guest) RawInput() []string { return locked(g, func() []string { return slices.Clone(g.raw) }) }
+
+// SetState sets a value of the guest's state: a place for answers to
+// keep what a real guest would keep on its disk or in its memory. Unlike
+// answers, the state is saved in snapshots and restored with them.
+func (g *Guest) SetState(key, value string) { g.set(func() { g.state[key] = value }) }
+
+// State returns a value of the guest's state ("" if unset).
+func (g *Guest) State(key string) string { return locked(g, func() string { return g.state[key] }) }
+
+// lookup finds the handler for cmd: its answer, the first matcher that
+// takes it, or the unscripted answer.
+func (g *Guest) lookup(ctx context.Context, req Request) Reply {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.bootDelay = d
+	h, ok := g.answers[req.Command]
+	ms := slices.Clone(g.matchers)
+	g.mu.Unlock()
+	if ok {
+		return h(ctx, req)
+	}
+	for _, m := range ms {
+		if r, ok := m(ctx, req); ok {
+			return r
+		}
+	}
+	return Reply{Status: StatusUnscripted, Console: fmt.Sprintf("mock: no answer scripted for %q (see Guest.Answer)\n", req.Command)}
+}
+
+// serve is the backdoor.GuestHandler of the guest.
+func (g *Guest) serve(ctx context.Context, req Request) backdoor.GuestReply {
+	// A paused guest runs nothing until it is resumed.
+	if in := g.Instance(); in != nil && !in.gate.wait(ctx.Done()) {
+		return backdoor.GuestReply{Status: 143}
+	}
+	g.set(func() { g.commands = append(g.commands, req.Command) })
+	r := g.lookup(ctx, req)
+	if r.Console != "" {
+		g.ConsoleText(r.Console)
+	}
+	return backdoor.GuestReply{Output: []byte(r.Out), Status: r.Status, Hold: r.Hold}
+}
+
+// rawText handles an unframed line written to the guest's shell, which
+// the real shell runs with nobody reading its output: its answer runs
+// with a context that has already ended.
+func (g *Guest) rawText(line string) {
+	g.set(func() { g.raw = append(g.raw, line) })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if r := g.lookup(ctx, Request{Command: line}); r.Console != "" {
+		g.ConsoleText(r.Console)
+	}
 }
 
 // SetNoBanner makes the guest's shell never become ready (a guest whose
 // backdoor service does not start).
-func (g *Guest) SetNoBanner(v bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.noBanner = v
-}
-
-// SetPreBanner sets text the guest shell writes before its banner.
-func (g *Guest) SetPreBanner(text string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.preBanner = text
-}
+func (g *Guest) SetNoBanner(v bool) { g.set(func() { g.noBanner = v }) }
 
 // IgnorePowerButton makes the guest ignore ACPI power-down requests.
-func (g *Guest) IgnorePowerButton(v bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.ignoreACPI = v
-}
+func (g *Guest) IgnorePowerButton(v bool) { g.set(func() { g.ignoreACPI = v }) }
 
-func (g *Guest) ignoresPowerButton() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.ignoreACPI
-}
-
-func (g *Guest) bootSettings() (time.Duration, bool, string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.bootDelay, g.noBanner, g.preBanner
-}
-
-func (g *Guest) countBoot() {
+// startBoot counts a boot and returns its settings.
+func (g *Guest) startBoot() (delay time.Duration, noBanner bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.boots++
+	return g.bootDelay, g.noBanner
 }
 
 // Boots reports how many times the guest began booting (1 after Start, 2
 // after one reboot). A restored guest did not boot: it starts with the
 // count of the guest its snapshot was taken from.
-func (g *Guest) Boots() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.boots
-}
+func (g *Guest) Boots() int { return locked(g, func() int { return g.boots }) }
 
-// Handle adds a custom command handler, consulted (in order, after
-// request handlers) before the built-in commands.
-func (g *Guest) Handle(h CommandHandler) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.handlers = append(g.handlers, h)
-}
-
-// HandleRequest adds a full request handler, consulted first.
-func (g *Guest) HandleRequest(h RequestHandler) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.reqHandlers = append(g.reqHandlers, h)
-}
-
-// Commands returns every command the guest shell received, in order.
-func (g *Guest) Commands() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Clone(g.commands)
-}
-
-// RawInput returns every unframed text the guest shell received (such as
-// "poweroff\n").
-func (g *Guest) RawInput() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Clone(g.raw)
-}
+// Restored reports whether the guest was restored from a snapshot rather
+// than booted (it stays true after a reboot).
+func (g *Guest) Restored() bool { return locked(g, func() bool { return g.restored }) }
 
 // ConsoleLine writes line and a newline to the serial console.
 func (g *Guest) ConsoleLine(line string) { g.ConsoleText(line + "\n") }
@@ -233,143 +243,67 @@ func (g *Guest) ConsoleLine(line string) { g.ConsoleText(line + "\n") }
 // ConsoleText writes text verbatim to the serial console (partial lines
 // and \r\n endings included).
 func (g *Guest) ConsoleText(text string) {
-	if in := g.instance(); in != nil {
+	if in := g.Instance(); in != nil {
 		in.consoleWrite(text)
 	}
 }
 
 // ConsoleInput returns what was typed into the serial console.
 func (g *Guest) ConsoleInput() []byte {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Clone(g.consoleIn)
-}
-
-// OnConsoleInput calls fn with every write to the serial console.
-func (g *Guest) OnConsoleInput(fn func(data []byte)) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.onConsoleInput = fn
-}
-
-func (g *Guest) consoleInput(data []byte) {
-	g.mu.Lock()
-	g.consoleIn = append(g.consoleIn, data...)
-	fn := g.onConsoleInput
-	g.mu.Unlock()
-	if fn != nil {
-		fn(slices.Clone(data))
-	}
+	return locked(g, func() []byte { return slices.Clone(g.consoleIn) })
 }
 
 // Keys returns every key sent, in order.
-func (g *Guest) Keys() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Clone(g.keys)
-}
+func (g *Guest) Keys() []string { return locked(g, func() []string { return slices.Clone(g.keys) }) }
 
-func (g *Guest) recordKey(key string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.keys = append(g.keys, key)
-}
-
-// SetScreenColor sets the colour of every screenshot.
-func (g *Guest) SetScreenColor(c color.RGBA) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.screen = c
-}
-
-func (g *Guest) screenColor() color.RGBA {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.screen
-}
-
-// Screenshots returns the paths screenshots were written to.
-func (g *Guest) Screenshots() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Clone(g.screenshots)
-}
-
-func (g *Guest) recordScreenshot(path string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.screenshots = append(g.screenshots, path)
-}
-
-// SetTTY sets the text shown on virtual terminal n (/dev/vcsN).
-func (g *Guest) SetTTY(n int, text string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.tty[n] = text
-}
-
-// SetMonitorReply scripts the monitor's answer to command.
+// SetMonitorReply scripts the monitor's answer to command ("" without
+// one).
 func (g *Guest) SetMonitorReply(command, reply string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.monitorReplies[command] = reply
-}
-
-// HandleMonitor answers monitor commands that have no scripted reply.
-func (g *Guest) HandleMonitor(fn func(command string) (string, error)) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.monitorHandler = fn
+	g.set(func() { g.monitorReplies[command] = reply })
 }
 
 // MonitorCommands returns every monitor command received.
 func (g *Guest) MonitorCommands() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Clone(g.monitorCmds)
-}
-
-func (g *Guest) monitor(cmd string) (string, error) {
-	g.mu.Lock()
-	g.monitorCmds = append(g.monitorCmds, cmd)
-	reply, ok := g.monitorReplies[cmd]
-	h := g.monitorHandler
-	g.mu.Unlock()
-	if ok {
-		return reply, nil
-	}
-	if h != nil {
-		return h(cmd)
-	}
-	return "", nil
+	return locked(g, func() []string { return slices.Clone(g.monitorCmds) })
 }
 
 // SetControlReply scripts the RawCommander reply to command.
 func (g *Guest) SetControlReply(command string, reply any) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.controlReplies[command] = reply
+	g.set(func() { g.controlReplies[command] = reply })
 }
 
 // ControlCommands returns every RawCommander call received.
 func (g *Guest) ControlCommands() []ControlCall {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Clone(g.controlCalls)
+	return locked(g, func() []ControlCall { return slices.Clone(g.controlCalls) })
+}
+
+// The recorders of the instance's calls.
+
+func (g *Guest) monitor(cmd string) string {
+	return locked(g, func() string {
+		g.monitorCmds = append(g.monitorCmds, cmd)
+		return g.monitorReplies[cmd]
+	})
 }
 
 func (g *Guest) control(cmd string, args map[string]any) (any, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.controlCalls = append(g.controlCalls, ControlCall{Command: cmd, Args: maps.Clone(args)})
-	r, ok := g.controlReplies[cmd]
-	return r, ok
+	reply, ok := g.controlReplies[cmd]
+	return reply, ok
+}
+
+func (g *Guest) recordKey(key string) { g.set(func() { g.keys = append(g.keys, key) }) }
+
+func (g *Guest) recordConsoleInput(b []byte) {
+	g.set(func() { g.consoleIn = append(g.consoleIn, b...) })
 }
 
 // EmitEvent queues a control-plane event for EventSource.WaitEvent.
 func (g *Guest) EmitEvent(name string, data map[string]any) {
-	if in := g.instance(); in != nil {
-		in.emit(eventOf(name, data))
+	if in := g.Instance(); in != nil {
+		in.emit(newEvent(name, data))
 	}
 }
 
@@ -379,79 +313,21 @@ func (g *Guest) Crash(err error) {
 	if err == nil {
 		err = ErrCrashed
 	}
-	if in := g.instance(); in != nil {
+	if in := g.Instance(); in != nil {
 		in.exit(err)
 	}
 }
 
-// PowerOff powers the guest off cleanly (SHUTDOWN event, exit status 0),
-// as its `poweroff` command does.
+// PowerOff powers the guest off cleanly (SHUTDOWN event, exit status 0).
 func (g *Guest) PowerOff() {
-	if in := g.instance(); in != nil {
+	if in := g.Instance(); in != nil {
 		in.powerOff("guest-shutdown")
 	}
 }
 
-// Reboot reboots the guest, as ctrl-alt-delete or `reboot` do.
+// Reboot reboots the guest, as ctrl-alt-delete does.
 func (g *Guest) Reboot() {
-	if in := g.instance(); in != nil {
+	if in := g.Instance(); in != nil {
 		in.reboot()
 	}
-}
-
-// OpenPort marks TCP port open on localhost.
-func (g *Guest) OpenPort(port int) { g.OpenPortAt("localhost", port) }
-
-// ClosePort marks TCP port closed on localhost.
-func (g *Guest) ClosePort(port int) { g.ClosePortAt("localhost", port) }
-
-// OpenPortAt marks TCP port open on addr, as `nc -z addr port` sees it.
-func (g *Guest) OpenPortAt(addr string, port int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.ports[portKey(addr, port)] = true
-}
-
-// ClosePortAt marks TCP port closed on addr.
-func (g *Guest) ClosePortAt(addr string, port int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.ports, portKey(addr, port))
-}
-
-// OpenUnixSocket makes a listening unix socket (stream or datagram) exist
-// at path.
-func (g *Guest) OpenUnixSocket(path string, datagram bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if datagram {
-		g.unixDgram[cleanPath(path)] = true
-	} else {
-		g.unixStream[cleanPath(path)] = true
-	}
-}
-
-// CloseUnixSocket removes the unix socket at path.
-func (g *Guest) CloseUnixSocket(path string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.unixDgram, cleanPath(path))
-	delete(g.unixStream, cleanPath(path))
-}
-
-// Systemd returns the fake service manager of user ("" is the system
-// manager), creating it on first use.
-func (g *Guest) Systemd(user string) *Systemd {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.managerLocked(user)
-}
-
-func (g *Guest) managerLocked(user string) *Systemd {
-	s := g.managers[user]
-	if s == nil {
-		s = &Systemd{g: g, user: user, units: map[string]*unit{}}
-		g.managers[user] = s
-	}
-	return s
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/draw"
 	"image/png"
 	"net"
 	"os"
@@ -129,9 +130,8 @@ func (in *Instance) runBoot(br *bootRun) {
 	g := in.guest
 	fopts := backdoor.FakeGuestOptions{Raw: g.rawText, NoBanner: true}
 	if !br.restored {
-		g.countBoot()
-		in.consoleLine("mock: booting " + in.spec.Name)
-		delay, noBanner, pre := g.bootSettings()
+		delay, noBanner := g.startBoot()
+		in.consoleWrite("mock: booting " + in.spec.Name + "\n")
 		if delay > 0 {
 			t := time.NewTimer(delay)
 			select {
@@ -141,8 +141,8 @@ func (in *Instance) runBoot(br *bootRun) {
 				return
 			}
 		}
-		in.consoleLine("connecting to host...")
-		fopts.NoBanner, fopts.PreBanner = noBanner, pre
+		in.consoleWrite("connecting to host...\n")
+		fopts.NoBanner = noBanner
 	}
 	err := backdoor.ServeGuest(br.ctx, br.guest, g.serve, fopts)
 	if err != nil && br.ctx.Err() == nil && in.spec.Logf != nil {
@@ -193,7 +193,7 @@ func (in *Instance) exit(err error, evs ...backend.Event) {
 
 // powerOff is a clean guest power-off: SHUTDOWN, then exit status 0.
 func (in *Instance) powerOff(reason string) {
-	in.exit(nil, backend.Event{Name: "SHUTDOWN", Data: map[string]any{"guest": true, "reason": reason}, Time: time.Now()})
+	in.exit(nil, newEvent("SHUTDOWN", map[string]any{"guest": true, "reason": reason}))
 }
 
 // reboot restarts the guest: with AllowReboot a new boot (and a new
@@ -209,7 +209,7 @@ func (in *Instance) reboot() {
 		return
 	}
 	old := in.boot
-	in.emitLocked(backend.Event{Name: "RESET", Data: map[string]any{"guest": true, "reason": "guest-reset"}, Time: time.Now()})
+	in.emitLocked(newEvent("RESET", map[string]any{"guest": true, "reason": "guest-reset"}))
 	in.startBootLocked(false)
 	// Close the old shell in the background: Close waits for its
 	// goroutines, and reboot may run inside one of them (a handler).
@@ -229,15 +229,17 @@ func (in *Instance) exited() bool {
 	return in.exiting
 }
 
-// exitedError describes the exit for callers that need the hypervisor.
+// exitedError describes the exit for callers that need the hypervisor:
+// a *backend.Error naming no machine (the machine renders that).
 func (in *Instance) exitedError() error {
 	in.mu.Lock()
 	err := in.exitErr
 	in.mu.Unlock()
+	e := &backend.Error{Process: "the mock hypervisor", PID: in.pid, Exited: true, ExitStatus: -1, Err: err}
 	if err == nil {
-		return fmt.Errorf("mock: %s (pid %d) powered off: %w", in.spec.Name, in.pid, backend.ErrExited)
+		e.ExitStatus = 0 // powered off
 	}
-	return fmt.Errorf("mock: %s (pid %d) %v: %w", in.spec.Name, in.pid, err, backend.ErrExited)
+	return e
 }
 
 // Shell waits for the current boot's banner and returns its shell. After
@@ -264,7 +266,7 @@ func (in *Instance) Shell(ctx context.Context) (*backdoor.Shell, error) {
 		if rebooted && ctx.Err() == nil {
 			continue
 		}
-		return nil, fmt.Errorf("mock: %s: %w", in.spec.Name, err)
+		return nil, fmt.Errorf("mock: %w", err)
 	}
 }
 
@@ -275,16 +277,18 @@ func (in *Instance) PID() int { return in.pid }
 func (in *Instance) Done() <-chan struct{} { return in.done }
 
 // ExitErr is nil while running and after a clean power-off; otherwise
-// ErrCrashed (or the Guest.Crash argument), ErrKilled or ErrTerminated.
+// a *backend.Error wrapping backend.ErrExited and ErrCrashed (or the
+// Guest.Crash argument), ErrKilled or ErrTerminated.
 func (in *Instance) ExitErr() error {
 	select {
 	case <-in.done:
 	default:
 		return nil
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.exitErr
+	if in.exitErr == nil {
+		return nil
+	}
+	return in.exitedError()
 }
 
 // PowerDown presses the ACPI power button: POWERDOWN, and unless the
@@ -293,8 +297,8 @@ func (in *Instance) PowerDown(ctx context.Context) error {
 	if in.exited() {
 		return in.exitedError()
 	}
-	in.emit(backend.Event{Name: "POWERDOWN", Data: map[string]any{}, Time: time.Now()})
-	if !in.guest.ignoresPowerButton() {
+	in.emit(newEvent("POWERDOWN", nil))
+	if !locked(in.guest, func() bool { return in.guest.ignoreACPI }) {
 		in.powerOff("guest-shutdown")
 	}
 	return nil
@@ -307,7 +311,7 @@ func (in *Instance) Kill(ctx context.Context) error {
 	case <-in.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("mock: killing %s: %w", in.spec.Name, ctx.Err())
+		return fmt.Errorf("mock: killing: %w", ctx.Err())
 	}
 }
 
@@ -326,9 +330,6 @@ func (in *Instance) Diagnostics() string {
 	return strings.Join(in.diag, "\n")
 }
 
-// consoleLine writes one line to Spec.Console.
-func (in *Instance) consoleLine(line string) { in.consoleWrite(line + "\n") }
-
 // consoleWrite writes text to Spec.Console, one writer at a time, until
 // the instance is gone.
 func (in *Instance) consoleWrite(text string) {
@@ -343,13 +344,13 @@ func (in *Instance) consoleWrite(text string) {
 	_, _ = in.spec.Console.Write([]byte(text))
 }
 
-// WriteConsole records data as typed into the serial console and passes
-// it to the guest's console input handler.
+// WriteConsole records data as typed into the serial console
+// (Guest.ConsoleInput).
 func (in *Instance) WriteConsole(ctx context.Context, data []byte) error {
 	if in.exited() {
 		return in.exitedError()
 	}
-	in.guest.consoleInput(data)
+	in.guest.recordConsoleInput(data)
 	return nil
 }
 
@@ -359,7 +360,7 @@ func (in *Instance) MonitorCommand(ctx context.Context, command string) (string,
 	if in.exited() {
 		return "", in.exitedError()
 	}
-	return in.guest.monitor(command)
+	return in.guest.monitor(command), nil
 }
 
 // emit queues an event for WaitEvent.
@@ -405,31 +406,26 @@ func (in *Instance) WaitEvent(ctx context.Context, match func(backend.Event) boo
 		case <-sig:
 		case <-in.exitCh:
 		case <-ctx.Done():
-			return backend.Event{}, fmt.Errorf("mock: waiting for an event from %s: %w", in.spec.Name, ctx.Err())
+			return backend.Event{}, fmt.Errorf("mock: waiting for an event: %w", ctx.Err())
 		}
 	}
 }
 
-// Screenshot writes a small PNG (the guest's screen colour) to path.
+// Screenshot writes a small PNG of one colour to path.
 func (in *Instance) Screenshot(ctx context.Context, path string) error {
 	if in.exited() {
 		return in.exitedError()
 	}
-	c := in.guest.screenColor()
 	img := image.NewRGBA(image.Rect(0, 0, 8, 8))
-	for y := 0; y < 8; y++ {
-		for x := 0; x < 8; x++ {
-			img.Set(x, y, c)
-		}
-	}
+	draw.Draw(img, img.Bounds(), image.NewUniform(color.RGBA{R: 0x20, G: 0x40, B: 0x80, A: 0xff}), image.Point{}, draw.Src)
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
+	err := png.Encode(&buf, img)
+	if err == nil {
+		err = os.WriteFile(path, buf.Bytes(), 0o644)
+	}
+	if err != nil {
 		return fmt.Errorf("mock: screenshot: %w", err)
 	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("mock: screenshot: %w", err)
-	}
-	in.guest.recordScreenshot(path)
 	return nil
 }
 
@@ -479,5 +475,7 @@ func (in *Instance) ControlCommand(ctx context.Context, command string, args map
 	return map[string]any{}, nil
 }
 
-// defaultScreen is the colour of the mock's screen.
-var defaultScreen = color.RGBA{R: 0x20, G: 0x40, B: 0x80, A: 0xff}
+// newEvent is an event named name that happens now.
+func newEvent(name string, data map[string]any) backend.Event {
+	return backend.Event{Name: name, Data: data, Time: time.Now()}
+}

@@ -1,18 +1,22 @@
-// Package mock is an in-process backend for unit tests.
+// Package mock is an in-process fake hypervisor for unit tests.
 //
-// Every Start boots a scriptable fake guest (*Guest) that speaks the real
-// backdoor protocol over an in-memory pipe; Instance.Snapshot saves a
-// guest's whole state and Backend.Restore starts new guests from it
-// ("boot once, fork many"), so code above the backend
-// (Machine, the driver, scripts) runs exactly the code path it runs on
-// QEMU. The guest has a fake systemd (also per user), a fake file system
-// whose /tmp/shared is the host's Spec.SharedDir, fake TCP ports and unix
-// sockets, a serial console, a monitor, control-plane events, a screen,
-// a keyboard, network links and port forwards. Tests script it through the *Guest handed to WithGuest or
-// returned by Backend.Guest.
+// It fakes what a hypervisor does, not what a guest's shell does: the
+// lifecycle (start, boot delay, the banner over the real backdoor
+// protocol through an in-memory pipe, power-off, crash, kill, reboot,
+// exit status), control-plane events, monitor and raw control commands,
+// the serial console, screenshots, keys, network links, port forwards
+// and snapshots (Instance.Snapshot, Backend.Restore: "boot once, fork
+// many"). Code above the backend (Machine, the driver, scripts) runs the
+// code path it runs on QEMU.
 //
-// Nothing here touches the host beyond Spec.SharedDir and the paths given
-// to Screenshot; all goroutines end when an instance exits or is closed.
+// The guest (*Guest, handed to WithGuest or returned by Backend.Guest)
+// has no shell: tests script its answer to each command, keyed by the
+// command's intent through package guestcmd's builders. What commands do
+// in a real shell is tested on real guests (package integration).
+//
+// Nothing here touches the host beyond the snapshot directories and the
+// paths given to Screenshot; all goroutines end when an instance exits
+// or is closed.
 package mock
 
 import (
@@ -35,22 +39,19 @@ const firstPID = 5_000_000
 // Option configures a Backend.
 type Option func(*Backend)
 
-// WithGuest calls fn with every new guest, before it boots, so a test can
-// script it (units, files, handlers, boot delay). fn runs inside Start.
+// WithGuest calls fn with every new guest, before it boots or is
+// restored, so a test can script it (answers, links, hardware). fn runs
+// inside Start and Restore.
 func WithGuest(fn func(name string, g *Guest)) Option {
 	return func(b *Backend) { b.onGuest = append(b.onGuest, fn) }
 }
 
-// WithBootDelay sets every guest's delay between Start and the shell's
-// ready banner (Guest.SetBootDelay overrides it per guest).
-func WithBootDelay(d time.Duration) Option {
-	return func(b *Backend) { b.bootDelay = d }
-}
+// WithBootDelay sets every guest's delay between the start of a boot
+// and its shell's banner.
+func WithBootDelay(d time.Duration) Option { return func(b *Backend) { b.bootDelay = d } }
 
 // WithBootTimeout sets what BootTimeout reports.
-func WithBootTimeout(d time.Duration) Option {
-	return func(b *Backend) { b.bootTimeout = d }
-}
+func WithBootTimeout(d time.Duration) Option { return func(b *Backend) { b.bootTimeout = d } }
 
 // WithStartHook calls fn with every Spec at Start and Restore, before
 // anything is created; an error from fn fails that Start or Restore (to
@@ -62,9 +63,7 @@ func WithStartHook(fn func(spec backend.Spec) error) Option {
 // WithBareInstances makes Start return instances that implement only
 // backend.Instance and none of the optional capability interfaces, to
 // test how callers report backend.ErrUnsupported.
-func WithBareInstances() Option {
-	return func(b *Backend) { b.bare = true }
-}
+func WithBareInstances() Option { return func(b *Backend) { b.bare = true } }
 
 // Backend is the mock backend. It is safe for concurrent use.
 type Backend struct {
@@ -132,30 +131,47 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("mock: start %s: %w", spec.Name, err)
 	}
-	if b.startHook != nil {
-		if err := b.startHook(spec); err != nil {
-			return nil, fmt.Errorf("mock: start %s: %w", spec.Name, err)
-		}
+	if err := b.hook(spec); err != nil {
+		return nil, fmt.Errorf("mock: start %s: %w", spec.Name, err)
 	}
+	return b.launch(spec, b.newGuest(spec.Name), false), nil
+}
+
+// hook runs the WithStartHook function.
+func (b *Backend) hook(spec backend.Spec) error {
+	if b.startHook == nil {
+		return nil
+	}
+	return b.startHook(spec)
+}
+
+// newGuest makes a guest and lets the WithGuest callbacks script it.
+func (b *Backend) newGuest(name string) *Guest {
+	g := newGuest(name, b.bootDelay)
+	for _, fn := range b.onGuest {
+		fn(name, g)
+	}
+	return g
+}
+
+// launch starts an instance of g with a new pid and counts it as a start
+// or (restored) a restore.
+func (b *Backend) launch(spec backend.Spec, g *Guest, restored bool) backend.Instance {
 	b.mu.Lock()
 	b.nextPID++
 	pid := b.nextPID
-	b.mu.Unlock()
-
-	g := newGuest(spec.Name, b.bootDelay)
-	for _, fn := range b.onGuest {
-		fn(spec.Name, g)
-	}
-	b.mu.Lock()
 	b.guests[spec.Name] = g
-	b.starts[spec.Name]++
-	b.mu.Unlock()
-
-	inst := newInstance(spec, g, pid, false)
-	if b.bare {
-		return bareInstance{inst}, nil
+	if restored {
+		b.restores[spec.Name]++
+	} else {
+		b.starts[spec.Name]++
 	}
-	return inst, nil
+	b.mu.Unlock()
+	inst := newInstance(spec, g, pid, restored)
+	if b.bare {
+		return bareInstance{inst}
+	}
+	return inst
 }
 
 // bareInstance hides every optional capability of an Instance.

@@ -3,16 +3,17 @@ package mock
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -26,7 +27,7 @@ func testCtx(t *testing.T) context.Context {
 func start(t *testing.T, spec backend.Spec, opts ...Option) (*Instance, *Guest) {
 	t.Helper()
 	var g *Guest
-	opts = append(opts, WithGuest(func(_ string, gg *Guest) { g = gg }))
+	opts = append(opts, scripted(), WithGuest(func(_ string, gg *Guest) { g = gg }))
 	b := New(opts...)
 	if spec.Name == "" {
 		spec.Name = "vm"
@@ -53,108 +54,131 @@ func run(t *testing.T, in *Instance, cmd string) backdoor.Result {
 	return r
 }
 
-func TestLex(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-		ops  []bool
-	}{
-		{"echo a  b", []string{"echo", "a", "b"}, []bool{false, false, false}},
-		{`test -e '/a b'\''c'`, []string{"test", "-e", "/a b'c"}, nil},
-		{`echo "x \"y\" \$z" \|`, []string{"echo", `x "y" $z`, "|"}, []bool{false, false, false}},
-		{"a | b >> c 2>&1", []string{"a", "|", "b", ">>", "c", "2>&1"}, []bool{false, true, false, true, false, true}},
-		{"printf %s '' | base64 -d", []string{"printf", "%s", "", "|", "base64", "-d"}, nil},
-		{"a>f 2>/dev/null <in", []string{"a", ">", "f", "2>", "/dev/null", "<", "in"}, []bool{false, true, false, true, false, true, false}},
-		{"x&&y||z;w&", []string{"x", "&&", "y", "||", "z", ";", "w", "&"}, []bool{false, true, false, true, false, true, false, true}},
-		{"echo a >&2 '2'>f", []string{"echo", "a", ">&2", "2", ">", "f"}, []bool{false, false, true, false, true, false}},
-		{"a\nb # c\n#d\ne#f", []string{"a", "\n", "b", "\n", "\n", "e#f"}, []bool{false, true, false, true, true, false}},
-		{"echo 'x\ny' a\\\nb", []string{"echo", "x\ny", "ab"}, []bool{false, false, false}},
-	}
-	for _, tt := range tests {
-		ws, err := lex(tt.in)
-		if err != nil {
-			t.Fatalf("lex(%q): %v", tt.in, err)
-		}
-		if got := texts(ws); !slices.Equal(got, tt.want) {
-			t.Errorf("lex(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-		for i, op := range tt.ops {
-			if ws[i].op != op {
-				t.Errorf("lex(%q)[%d].op = %v", tt.in, i, ws[i].op)
-			}
-		}
-	}
-	if _, err := lex("echo 'open"); err == nil {
-		t.Error("unterminated quote accepted")
-	}
+// scripted makes every guest answer the tests' own commands: "true",
+// and "echo WORD" with WORD and a newline.
+func scripted() Option {
+	return WithGuest(func(_ string, g *Guest) {
+		g.Answer("true", Reply{})
+		g.Handle(func(_ context.Context, req Request) (Reply, bool) {
+			word, ok := strings.CutPrefix(req.Command, "echo ")
+			return Reply{Out: word + "\n"}, ok
+		})
+	})
 }
 
-func TestBuiltins(t *testing.T) {
-	shared := t.TempDir()
-	in, g := start(t, backend.Spec{SharedDir: shared})
-	if err := g.WriteFile("/etc/hosts", []byte("127.0.0.1 localhost\n")); err != nil {
-		t.Fatal(err)
-	}
-	g.Systemd("").SetUnit("a.service", "active", "running")
-	g.Systemd("").SetProperty("a.service", "MainPID", "7")
+func TestAnswers(t *testing.T) {
+	var console syncBuffer
+	in, g := start(t, backend.Spec{Console: &console})
+	var calls atomic.Int32
+	g.Answer("exact", Reply{Out: "out\n", Status: 3, Console: "to the console\n"})
+	g.Answer("replaced", Reply{Out: "old"})
+	g.Answer("replaced", Reply{Out: "new"})
+	g.AnswerFunc("counter", func(_ context.Context, req Request) Reply {
+		return Reply{Out: fmt.Sprintf("%d %v", calls.Add(1), req.Timeout)}
+	})
+	g.Handle(func(_ context.Context, req Request) (Reply, bool) {
+		return Reply{Out: "matched " + req.Command}, strings.HasPrefix(req.Command, "match ")
+	})
+	g.Handle(func(_ context.Context, req Request) (Reply, bool) {
+		return Reply{Out: "second"}, strings.HasPrefix(req.Command, "match")
+	})
 	tests := []struct {
 		cmd        string
+		timeout    time.Duration
 		wantStatus int
 		wantOut    string
 	}{
-		{"echo hi there", 0, "hi there\n"},
-		{"cat /etc/hosts", 0, "127.0.0.1 localhost\n"},
-		{"cat /nope", 1, ""},
-		{"test -e /etc/hosts", 0, ""},
-		{"[ -d /etc ]", 0, ""},
-		{"test -f /etc", 1, ""},
-		{"mkdir -p '/opt/x y/z'", 0, ""},
-		{"test -d '/opt/x y/z'", 0, ""},
-		{"cp /etc/hosts '/opt/x y'", 0, ""},
-		{"cat '/opt/x y/hosts'", 0, "127.0.0.1 localhost\n"},
-		{"cp /etc /tmp/etc2", 1, ""},
-		{"cp -r -- /etc /tmp/shared/etc", 0, ""},
-		{"systemctl --no-pager show a.service --property=ActiveState", 0, "ActiveState=active\n"},
-		{"systemctl --no-pager show a --property=MainPID,SubState", 0, "MainPID=7\nSubState=running\n"},
-		{"systemctl --no-pager show ghost.service --property=LoadState", 0, "LoadState=not-found\n"},
-		{"systemctl list-jobs --full 2>&1", 0, "No jobs running.\n"},
-		{"systemctl frobnicate", 1, ""},
-		{"nc -z localhost 22", 1, ""},
-		{"frobnicate --now", 127, ""},
-		{"echo a | grep a", 2, ""},
-		{"exit 7", 7, ""},
+		{"exact", 0, 3, "out\n"},
+		{"replaced", 0, 0, "new"},
+		{"counter", 0, 0, "1 0s"},
+		{"counter", 2 * time.Second, 0, "2 2s"},
+		{"match me", 0, 0, "matched match me"},
+		{"matcher", 0, 0, "second"},
+		{"exact ", 0, StatusUnscripted, ""},
+		{"frobnicate --now", 0, StatusUnscripted, ""},
+	}
+	ctx := testCtx(t)
+	sh, err := in.Shell(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, tt := range tests {
-		r := run(t, in, tt.cmd)
-		if r.Status != tt.wantStatus || string(r.Output) != tt.wantOut {
-			t.Errorf("%s: %d %q, want %d %q", tt.cmd, r.Status, r.Output, tt.wantStatus, tt.wantOut)
+		r, err := sh.Run(ctx, tt.cmd, backdoor.RunOptions{Timeout: tt.timeout})
+		if err != nil || r.Status != tt.wantStatus || string(r.Output) != tt.wantOut {
+			t.Errorf("%q: %d %q, %v; want %d %q", tt.cmd, r.Status, r.Output, err, tt.wantStatus, tt.wantOut)
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(shared, "etc", "hosts"))
-	if err != nil || string(data) != "127.0.0.1 localhost\n" {
-		t.Errorf("copy into the shared dir: %q, %v", data, err)
+	if !strings.Contains(console.String(), "to the console\n") ||
+		!strings.Contains(console.String(), `mock: no answer scripted for "frobnicate --now"`) {
+		t.Errorf("console %q", console.String())
 	}
-	show := string(run(t, in, "systemctl --no-pager show a.service").Output)
-	for _, want := range []string{"Id=a.service\n", "ActiveState=active\n", "SubState=running\n", "MainPID=7\n", "LoadState=loaded\n"} {
-		if !strings.Contains(show, want) {
-			t.Errorf("show output lacks %q:\n%s", want, show)
-		}
-	}
-	if !slices.Contains(g.Commands(), "frobnicate --now") {
-		t.Error("commands are not recorded")
+	want := []string{"exact", "replaced", "counter", "counter", "match me", "matcher", "exact ", "frobnicate --now"}
+	if got := g.Commands(); !slices.Equal(got, want) {
+		t.Errorf("Commands = %q, want %q", got, want)
 	}
 }
 
-func TestUserSystemd(t *testing.T) {
+func TestHold(t *testing.T) {
 	in, g := start(t, backend.Spec{})
-	g.Systemd("alice").SetUnit("x.service", "active", "running")
-	r := run(t, in, `su -l alice --shell /bin/sh -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user is-active x.service'`)
-	if r.Status != 0 || string(r.Output) != "active\n" {
-		t.Errorf("user systemctl: %d %q", r.Status, r.Output)
+	const hold = 100 * time.Millisecond
+	g.Answer("daemon &", Reply{Out: "started\n", Hold: hold})
+	start := time.Now()
+	// The command's result comes once the held stdout is closed.
+	if r := run(t, in, "daemon &"); r.Status != 0 || string(r.Output) != "started\n" || time.Since(start) < hold {
+		t.Errorf("Run = %d %q after %v; want 0 \"started\\n\" after at least %v", r.Status, r.Output, time.Since(start), hold)
 	}
-	r = run(t, in, "systemctl is-active x.service")
-	if r.Status != 3 {
-		t.Errorf("the system manager sees a user unit: %d %q", r.Status, r.Output)
+}
+
+func TestPowerOffAnswers(t *testing.T) {
+	t.Run("command", func(t *testing.T) {
+		in, g := start(t, backend.Spec{})
+		sh, err := in.Shell(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sh.Run(testCtx(t), guestcmd.ForcePowerOff(), backdoor.RunOptions{}); err == nil {
+			t.Error("a powered-off guest reported a status")
+		}
+		<-in.Done()
+		if in.ExitErr() != nil || !slices.Equal(g.Commands(), []string{"poweroff -f"}) {
+			t.Errorf("ExitErr %v, commands %q", in.ExitErr(), g.Commands())
+		}
+	})
+	t.Run("raw", func(t *testing.T) {
+		in, g := start(t, backend.Spec{})
+		sh, err := in.Shell(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sh.SendRaw(testCtx(t), guestcmd.PowerOff()+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		<-in.Done()
+		ev, err := in.WaitEvent(testCtx(t), nil)
+		if in.ExitErr() != nil || err != nil || ev.Name != "SHUTDOWN" || !slices.Equal(g.RawInput(), []string{"poweroff"}) {
+			t.Errorf("ExitErr %v, event %v %v, raw input %q", in.ExitErr(), ev, err, g.RawInput())
+		}
+	})
+	t.Run("overridden", func(t *testing.T) {
+		in, g := start(t, backend.Spec{})
+		g.Answer(guestcmd.ForcePowerOff(), Reply{Status: 1})
+		if r := run(t, in, guestcmd.ForcePowerOff()); r.Status != 1 {
+			t.Errorf("status %d", r.Status)
+		}
+		if in.exited() {
+			t.Error("an overridden power-off powered off")
+		}
+	})
+}
+
+func TestState(t *testing.T) {
+	_, g := start(t, backend.Spec{})
+	if g.State("k") != "" {
+		t.Error("a new guest has state")
+	}
+	g.SetState("k", "v")
+	if g.State("k") != "v" {
+		t.Errorf("State = %q", g.State("k"))
 	}
 }
 
@@ -190,7 +214,7 @@ func TestBootDelayAndBanner(t *testing.T) {
 	if err := in.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if in.ExitErr() != ErrTerminated {
+	if !errors.Is(in.ExitErr(), ErrTerminated) || !errors.Is(in.ExitErr(), backend.ErrExited) {
 		t.Errorf("ExitErr = %v", in.ExitErr())
 	}
 }

@@ -5,12 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"image/color"
-	"io/fs"
 	"maps"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,6 +32,26 @@ var (
 	_ backend.Restorer    = (*Backend)(nil)
 )
 
+// Hardware is the mock's machine configuration, which a snapshot must be
+// restored onto unchanged: it plays the part of QEMU's memory size and
+// CPU count (the device order is the list of link names).
+type Hardware struct {
+	// MemoryMiB is the guest's memory size.
+	MemoryMiB int `json:"memory_mib"`
+	// CPUs is the guest's CPU count.
+	CPUs int `json:"cpus"`
+}
+
+// DefaultHardware is a new guest's Hardware.
+var DefaultHardware = Hardware{MemoryMiB: 1024, CPUs: 1}
+
+// SetHardware sets the guest's machine configuration (call it from the
+// WithGuest callback: it is what Restore compares with a snapshot's).
+func (g *Guest) SetHardware(h Hardware) { g.set(func() { g.hardware = h }) }
+
+// Hardware returns the guest's machine configuration.
+func (g *Guest) Hardware() Hardware { return locked(g, func() Hardware { return g.hardware }) }
+
 // manifest describes a snapshot directory: what the state file must be
 // and the configuration a machine must have to restore it.
 type manifest struct {
@@ -49,120 +67,34 @@ type manifest struct {
 	Devices []string `json:"devices"`
 }
 
-// savedState is everything the guest keeps. Test scripting (handlers,
-// replies, recorded calls) is not guest state and is not saved.
+// savedState is what the guest keeps. Test scripting (answers, replies,
+// recorded calls) is not guest state and is not saved.
 type savedState struct {
-	Version    int                     `json:"version"`
-	Machine    string                  `json:"machine"`
-	Hardware   Hardware                `json:"hardware"`
-	Clock      int64                   `json:"clock_unix_nano"`
-	Hostname   string                  `json:"hostname"`
-	Boots      int                     `json:"boots"`
-	Files      []savedFile             `json:"files"`
-	Links      []savedLink             `json:"links"`
-	Loopback   []string                `json:"loopback"`
-	Systemd    map[string]savedManager `json:"systemd"`
-	Ports      []string                `json:"ports"`
-	UnixStream []string                `json:"unix_stream"`
-	UnixDgram  []string                `json:"unix_dgram"`
-	TTY        map[int]string          `json:"tty"`
-	Screen     [4]uint8                `json:"screen"`
-}
-
-type savedFile struct {
-	Path string      `json:"path"`
-	Dir  bool        `json:"dir,omitempty"`
-	Mode fs.FileMode `json:"mode"`
-	Data []byte      `json:"data,omitempty"`
-}
-
-type savedLink struct {
-	Name  string   `json:"name"`
-	VLAN  int      `json:"vlan"`
-	MAC   string   `json:"mac"`
-	Up    bool     `json:"up"`
-	Addrs []string `json:"addrs"`
-}
-
-type savedManager struct {
-	Units map[string]savedUnit `json:"units"`
-	Jobs  []savedJob           `json:"jobs,omitempty"`
-	Next  int                  `json:"next"`
-}
-
-type savedUnit struct {
-	Active     string            `json:"active"`
-	Sub        string            `json:"sub"`
-	Props      map[string]string `json:"props,omitempty"`
-	StartFails bool              `json:"start_fails,omitempty"`
-}
-
-type savedJob struct {
-	ID   int    `json:"id"`
-	Unit string `json:"unit"`
-	Kind string `json:"kind"`
+	Version  int               `json:"version"`
+	Machine  string            `json:"machine"`
+	Hardware Hardware          `json:"hardware"`
+	Boots    int               `json:"boots"`
+	State    map[string]string `json:"state"`
 }
 
 // SetSnapshotError makes every Snapshot of the guest's instance fail
 // while writing its state, as on a full disk, with an error wrapping err
 // (nil lets snapshots succeed again). The instance keeps running.
-func (g *Guest) SetSnapshotError(err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.snapErr = err
-}
+func (g *Guest) SetSnapshotError(err error) { g.set(func() { g.snapErr = err }) }
 
-func (g *Guest) snapshotError() error {
+// save captures the guest's state and the manifest's configuration, and
+// the error a simulated full disk gives.
+func (g *Guest) save() (savedState, manifest, error) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.snapErr
-}
-
-// save captures the guest's state and the manifest's configuration.
-func (g *Guest) save() (savedState, manifest) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	st := savedState{
-		Version:  snapshotVersion,
-		Machine:  g.name,
-		Hardware: g.hardware,
-		Clock:    g.nowLocked().UnixNano(),
-		Hostname: g.hostname,
-		Boots:    g.boots,
-		Systemd:  map[string]savedManager{},
-		TTY:      maps.Clone(g.tty),
-		Screen:   [4]uint8{g.screen.R, g.screen.G, g.screen.B, g.screen.A},
-	}
-	for _, p := range slices.Sorted(maps.Keys(g.files)) {
-		n := g.files[p]
-		st.Files = append(st.Files, savedFile{Path: p, Dir: n.dir, Mode: n.mode, Data: slices.Clone(n.data)})
-	}
-	st.Ports = slices.Sorted(maps.Keys(g.ports))
-	st.UnixStream = slices.Sorted(maps.Keys(g.unixStream))
-	st.UnixDgram = slices.Sorted(maps.Keys(g.unixDgram))
-	for user, s := range g.managers {
-		m := savedManager{Units: map[string]savedUnit{}, Next: s.next}
-		for name, u := range s.units {
-			m.Units[name] = savedUnit{Active: u.active, Sub: u.sub, Props: maps.Clone(u.props), StartFails: u.startFails}
-		}
-		for _, j := range s.jobs {
-			m.Jobs = append(m.Jobs, savedJob{ID: j.id, Unit: j.unit, Kind: j.kind})
-		}
-		st.Systemd[user] = m
-	}
-	n := g.net
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	st := savedState{Version: snapshotVersion, Machine: g.name, Hardware: g.hardware, Boots: g.boots, State: maps.Clone(g.state)}
 	man := manifest{Version: snapshotVersion, Backend: "mock", Machine: g.name, State: stateFile, Hardware: g.hardware}
-	for i, l := range n.links {
-		st.Links = append(st.Links, savedLink{Name: l.Name, VLAN: l.VLAN, MAC: l.MAC, Up: l.Up, Addrs: prefixStrings(n.addrs[i])})
-		man.Devices = append(man.Devices, l.Name)
-	}
-	st.Loopback = prefixStrings(n.lo)
-	return st, man
+	snapErr := g.snapErr
+	g.mu.Unlock()
+	man.Devices = g.linkNames()
+	return st, man, snapErr
 }
 
-// check reports what in st the guest could not take (a malformed file).
+// check reports what in st contradicts its manifest m.
 func (st *savedState) check(m manifest) error {
 	if st.Version != snapshotVersion {
 		return fmt.Errorf("format version %d, this mock reads %d", st.Version, snapshotVersion)
@@ -170,109 +102,34 @@ func (st *savedState) check(m manifest) error {
 	if st.Hardware != m.Hardware {
 		return fmt.Errorf("its hardware %+v differs from the manifest's %+v", st.Hardware, m.Hardware)
 	}
-	if len(st.Links) != len(m.Devices) {
-		return fmt.Errorf("it has %d links, the manifest %d", len(st.Links), len(m.Devices))
-	}
-	for i, l := range st.Links {
-		if l.Name != m.Devices[i] {
-			return fmt.Errorf("link %d is %q, the manifest says %q", i, l.Name, m.Devices[i])
-		}
-		if hw, err := net.ParseMAC(l.MAC); err != nil || len(hw) != 6 {
-			return fmt.Errorf("link %s has the invalid MAC %q", l.Name, l.MAC)
-		}
-		if _, err := parsePrefixes(l.Addrs); err != nil {
-			return fmt.Errorf("link %s: %v", l.Name, err)
-		}
-	}
-	if _, err := parsePrefixes(st.Loopback); err != nil {
-		return fmt.Errorf("lo: %v", err)
-	}
-	for _, f := range st.Files {
-		if !strings.HasPrefix(f.Path, "/") || cleanPath(f.Path) != f.Path {
-			return fmt.Errorf("invalid file path %q", f.Path)
-		}
-	}
 	return nil
 }
 
-func parsePrefixes(ss []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range ss {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("invalid address %q", s)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-// load replaces the guest's state with st (checked). The guest's clock
-// resumes from the moment of the snapshot, as a restored VM's does.
+// load replaces the guest's state with st.
 func (g *Guest) load(st *savedState) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.restored = true
-	g.hostname = st.Hostname
-	g.clockOffset = time.Until(time.Unix(0, st.Clock))
 	g.boots = st.Boots
-	g.files = map[string]*fnode{}
-	for _, f := range st.Files {
-		g.files[f.Path] = &fnode{dir: f.Dir, mode: f.Mode, data: slices.Clone(f.Data)}
+	g.state = maps.Clone(st.State)
+	if g.state == nil {
+		g.state = map[string]string{}
 	}
-	g.ports, g.unixStream, g.unixDgram = setOf(st.Ports), setOf(st.UnixStream), setOf(st.UnixDgram)
-	g.tty = maps.Clone(st.TTY)
-	if g.tty == nil {
-		g.tty = map[int]string{}
-	}
-	g.screen = color.RGBA{R: st.Screen[0], G: st.Screen[1], B: st.Screen[2], A: st.Screen[3]}
-	// Keep the *Systemd values (a WithGuest callback may hold them) and
-	// replace what they contain.
-	for _, s := range g.managers {
-		s.units, s.jobs, s.next = map[string]*unit{}, nil, 0
-	}
-	for user, m := range st.Systemd {
-		s := g.managerLocked(user)
-		for name, u := range m.Units {
-			props := maps.Clone(u.Props)
-			if props == nil {
-				props = map[string]string{}
-			}
-			s.units[name] = &unit{active: u.Active, sub: u.Sub, props: props, startFails: u.StartFails}
-		}
-		for _, j := range m.Jobs {
-			s.jobs = append(s.jobs, job{id: j.ID, unit: j.Unit, kind: j.Kind})
-		}
-		s.next = m.Next
-	}
-	n := g.net
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	// The links are the new hypervisor's (their Up state included); the
-	// interfaces behind them keep the MACs and addresses the guest had.
-	for i, l := range st.Links {
-		n.links[i].MAC = l.MAC
-		n.addrs[i], _ = parsePrefixes(l.Addrs)
-	}
-	n.lo, _ = parsePrefixes(st.Loopback)
 }
 
-func setOf(keys []string) map[string]bool {
-	m := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		m[k] = true
+// linkNames lists the names of the guest's links in order.
+func (g *Guest) linkNames() []string {
+	var names []string
+	for _, l := range g.Links() {
+		names = append(names, l.Name)
 	}
-	return m
+	return names
 }
 
 // configDiff explains how the guest's configuration differs from the one
 // the snapshot was taken with, or returns "".
 func (g *Guest) configDiff(m manifest) string {
-	hw := g.Hardware()
-	var names []string
-	for _, l := range g.Links() {
-		names = append(names, l.Name)
-	}
+	hw, names := g.Hardware(), g.linkNames()
 	var d []string
 	if hw.MemoryMiB != m.Hardware.MemoryMiB {
 		d = append(d, fmt.Sprintf("memory %d MiB, the snapshot has %d MiB", hw.MemoryMiB, m.Hardware.MemoryMiB))
@@ -365,9 +222,8 @@ func (c *gatedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// Snapshot pauses the guest, saves its whole state (files, hostname,
-// clock, interfaces and addresses, units, ports, ...) into dir and, unless
-// opts.KeepPaused, resumes it. A kept-paused guest answers nothing until
+// Snapshot pauses the guest, saves its state (Guest.SetState, the boot
+// count) into dir and, unless opts.KeepPaused, resumes it. A kept-paused guest answers nothing until
 // ControlCommand("cont", nil). The manifest, written last, records the
 // configuration a restore must match (Hardware and the link names in
 // order). On error (Guest.SetSnapshotError simulates a full disk) the
@@ -400,13 +256,13 @@ func (in *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snaps
 			in.gate.cont()
 		}
 	}()
-	st, man := in.guest.save()
+	st, man, snapErr := in.guest.save()
 	data, err := json.Marshal(st)
 	if err != nil {
 		return nil, fmt.Errorf("mock: snapshot of %s: encoding the state: %w", name, err)
 	}
 	statePath := filepath.Join(dir, stateFile)
-	if err := writeAtomic(dir, stateFile, data, in.guest.snapshotError()); err != nil {
+	if err := writeAtomic(dir, stateFile, data, snapErr); err != nil {
 		return nil, fmt.Errorf("mock: snapshot of %s: saving the state in %s: %w", name, dir, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -428,14 +284,7 @@ func (in *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snaps
 		in.gate.cont()
 		paused = time.Since(start)
 	}
-	return &backend.Snapshot{
-		Backend: "mock",
-		Dir:     dir,
-		Machine: name,
-		Taken:   start,
-		Size:    int64(len(data)),
-		Paused:  paused,
-	}, nil
+	return &backend.Snapshot{Backend: "mock", Dir: dir, Machine: name, Taken: start, Size: int64(len(data)), Paused: paused}, nil
 }
 
 // writeAtomic writes dir/name through a temporary file and a rename;
@@ -456,13 +305,8 @@ func writeAtomic(dir, name string, data []byte, fail error) (err error) {
 		f.Write(data[:len(data)/2])
 		return fmt.Errorf("write %s: %w", f.Name(), fail)
 	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
+	_, err = f.Write(data)
+	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
 		return err
 	}
 	return os.Rename(f.Name(), filepath.Join(dir, name))
@@ -512,13 +356,13 @@ func readSnapshot(dir string) (manifest, *savedState, error) {
 
 // Restore starts a new instance for spec (a new pid, its own Done and
 // shell; WithGuest callbacks and the start hook run as for Start) whose
-// guest continues from snap: its shell is ready without a banner and all
-// its state is the snapshot's, except what is not guest state (handlers
-// and replies come from the callbacks; link Up states from the new
-// configuration; recorded calls start empty). Restored guests share
-// nothing with each other or the original. A snapshot of another backend,
-// a missing, truncated or malformed file, or a configuration (Hardware,
-// link names and order) other than the snapshot's gives an error wrapping
+// guest continues from snap: its shell is ready without a banner and its
+// state (Guest.SetState, the boot count) is the snapshot's. Answers,
+// replies and link states come from the callbacks, as for a new guest;
+// recorded calls start empty. Restored guests share nothing with each
+// other or the original. A snapshot of another backend, a missing,
+// truncated or malformed file, or a configuration (Hardware, link names
+// and order) other than the snapshot's gives an error wrapping
 // backend.ErrSnapshotMismatch.
 func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.Snapshot) (backend.Instance, error) {
 	if err := ctx.Err(); err != nil {
@@ -531,37 +375,20 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 		return nil, fmt.Errorf("mock: restore %s: %w: the snapshot in %s was taken by the %q backend; only that backend can restore it",
 			spec.Name, backend.ErrSnapshotMismatch, snap.Dir, snap.Backend)
 	}
-	if b.startHook != nil {
-		if err := b.startHook(spec); err != nil {
-			return nil, fmt.Errorf("mock: restore %s: %w", spec.Name, err)
-		}
+	if err := b.hook(spec); err != nil {
+		return nil, fmt.Errorf("mock: restore %s: %w", spec.Name, err)
 	}
 	m, st, err := readSnapshot(snap.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("mock: restore %s: %w", spec.Name, err)
 	}
-	g := newGuest(spec.Name, b.bootDelay)
-	for _, fn := range b.onGuest {
-		fn(spec.Name, g)
-	}
+	g := b.newGuest(spec.Name)
 	if diff := g.configDiff(m); diff != "" {
 		return nil, fmt.Errorf("mock: restore %s: %w: snapshot %s was taken from machine %q but this machine has %s; restore it on a machine configured like the original (Guest.SetHardware, Guest.SetLinks)",
 			spec.Name, backend.ErrSnapshotMismatch, snap.Dir, m.Machine, diff)
 	}
 	g.load(st)
-
-	b.mu.Lock()
-	b.nextPID++
-	pid := b.nextPID
-	b.guests[spec.Name] = g
-	b.restores[spec.Name]++
-	b.mu.Unlock()
-
-	inst := newInstance(spec, g, pid, true)
-	if b.bare {
-		return bareInstance{inst}, nil
-	}
-	return inst, nil
+	return b.launch(spec, g, true), nil
 }
 
 // Restores reports how many times the named machine was restored from a

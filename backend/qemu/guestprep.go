@@ -9,17 +9,13 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
-	"github.com/vmdriver/vmdriver/internal/shellquote"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 // QEMU cannot save a guest that has a 9p share mounted, so a snapshot
 // unmounts the guest's 9p shares first (found in /proc/mounts, with shell
 // builtins only) and mounts them again afterwards: in the original and,
 // as the first fix-up, in every clone.
-
-// mountsCommand lists 9p mounts as "SOURCE DIR OPTIONS" lines with shell
-// builtins only.
-const mountsCommand = `while read -r src dir fs opts rest; do if [ "$fs" = 9p ]; then echo "$src $dir $opts"; fi; done < /proc/mounts`
 
 // remountTimeout bounds mounting the shares back after a failed unmount;
 // it has a deadline of its own because the caller's may be what ended.
@@ -30,7 +26,7 @@ type guestMount struct {
 	Source, Dir, Options string
 }
 
-// parseMounts reads mountsCommand's output.
+// parseMounts reads guestcmd.ListMounts9p's output.
 func parseMounts(out string) []guestMount {
 	var ms []guestMount
 	for _, line := range strings.Split(out, "\n") {
@@ -42,28 +38,22 @@ func parseMounts(out string) []guestMount {
 	return ms
 }
 
-// mountCommand mounts one share.
-func mountCommand(m guestMount) string {
-	return fmt.Sprintf("mount -t 9p -o %s %s %s\n", shellquote.Quote(m.Options), shellquote.Quote(m.Source), shellquote.Quote(m.Dir))
-}
-
 // mountScript mounts ms (in order).
 func mountScript(ms []guestMount) string {
 	var sb strings.Builder
 	for _, m := range ms {
-		sb.WriteString(mountCommand(m))
+		sb.WriteString(guestcmd.Mount9p(m.Source, m.Dir, m.Options))
 	}
 	return sb.String()
 }
 
-// unmountScript unmounts ms, innermost (last mounted) first; umount's
-// complaint goes to stdout, into the error.
+// unmountScript syncs and unmounts ms, innermost (last mounted) first.
 func unmountScript(ms []guestMount) string {
-	var sb strings.Builder
-	for k := len(ms) - 1; k >= 0; k-- {
-		fmt.Fprintf(&sb, "umount %s 2>&1\n", shellquote.Quote(ms[k].Dir))
+	dirs := make([]string, len(ms))
+	for k, m := range ms {
+		dirs[k] = m.Dir
 	}
-	return sb.String()
+	return guestcmd.Unmount(dirs...)
 }
 
 // remountMissingScript mounts those of ms that are not mounted: a failed
@@ -71,8 +61,7 @@ func unmountScript(ms []guestMount) string {
 func remountMissingScript(ms []guestMount) string {
 	var sb strings.Builder
 	for _, m := range ms {
-		fmt.Fprintf(&sb, "grep -q %s /proc/mounts || ", shellquote.Quote(" "+m.Dir+" 9p "))
-		sb.WriteString(mountCommand(m))
+		sb.WriteString(guestcmd.Remount9p(m.Source, m.Dir, m.Options))
 	}
 	return sb.String()
 }
@@ -85,7 +74,7 @@ var _ backend.SnapshotPreparer = (*Instance)(nil)
 // fails (a process is using the share), the shares are mounted back
 // before the error is returned.
 func (i *Instance) PrepareSnapshot(ctx context.Context, sh *backdoor.Shell) (backend.GuestPrep, error) {
-	res, err := sh.Run(ctx, mountsCommand, backdoor.RunOptions{})
+	res, err := sh.Run(ctx, guestcmd.ListMounts9p(), backdoor.RunOptions{})
 	if err != nil {
 		return backend.GuestPrep{}, fmt.Errorf("listing 9p mounts: %w", err)
 	}
@@ -96,7 +85,7 @@ func (i *Instance) PrepareSnapshot(ctx context.Context, sh *backdoor.Shell) (bac
 	if len(mounts) == 0 {
 		return backend.GuestPrep{}, nil
 	}
-	if err := runScript(ctx, sh, "sync\n"+unmountScript(mounts)); err != nil {
+	if err := runScript(ctx, sh, unmountScript(mounts)); err != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), remountTimeout)
 		defer cancel()
 		if rerr := runScript(rctx, sh, remountMissingScript(mounts)); rerr != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backdoor"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 )
 
 func TestMountScripts(t *testing.T) {
@@ -17,7 +18,7 @@ func TestMountScripts(t *testing.T) {
 	if len(ms) != 2 || ms[0] != (guestMount{"shared", "/tmp/shared", "rw,relatime,sync,dirsync,access=client,trans=virtio"}) || ms[1].Dir != "/nix/.ro-store" {
 		t.Fatalf("parseMounts = %+v", ms)
 	}
-	if got, want := unmountScript(ms), "umount /nix/.ro-store 2>&1\numount /tmp/shared 2>&1\n"; got != want {
+	if got, want := unmountScript(ms), "sync\numount /nix/.ro-store 2>&1\numount /tmp/shared 2>&1\n"; got != want {
 		t.Errorf("unmountScript = %q, want %q (innermost first)", got, want)
 	}
 	if got, want := mountScript(ms), "mount -t 9p -o rw,relatime,sync,dirsync,access=client,trans=virtio shared /tmp/shared\n"+
@@ -28,7 +29,7 @@ func TestMountScripts(t *testing.T) {
 	if want := `grep -q ' /mnt/it'\''s 9p ' /proc/mounts || mount -t 9p -o trans=virtio 'a b' '/mnt/it'\''s'` + "\n"; got != want {
 		t.Errorf("remountMissingScript = %q, want %q", got, want)
 	}
-	if parseMounts("") != nil || !strings.Contains(mountsCommand, "/proc/mounts") {
+	if parseMounts("") != nil || !strings.Contains(guestcmd.ListMounts9p(), "/proc/mounts") {
 		t.Error("no mounts should parse to nil")
 	}
 }
