@@ -9,7 +9,7 @@ import (
 
 // shimGlobals are the globals the runtime adds for Python built-ins and
 // the rewrite's targets; they are not part of the NixOS API table.
-var shimGlobals = []string{"print", "fail", "sum", "isinstance", "with_", "assert_", "import_", "fmt_", "os", "open"}
+var shimGlobals = []string{"print", "fail", "sum", "isinstance", "with_", "assert_", "import_", "fmt_", "fstr_", "py_", "unpack_", "os", "open", "repr", "str", "max", "min", "exit", "quit"}
 
 // TestGlobalsMatchTable: the Starlark globals are the table's, plus the
 // Python shims; nothing is bound by hand beside it.

@@ -3,7 +3,10 @@ package script
 import (
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/vmdriver/vmdriver/api"
+	"github.com/vmdriver/vmdriver/script/modules"
 	"go.starlark.net/resolve"
 	"go.starlark.net/syntax"
 )
@@ -18,6 +21,12 @@ import (
 func checkMethods(r *rewritten, f *syntax.File, machines map[string]bool) error {
 	var errs []error
 	syntax.Walk(f, func(n syntax.Node) bool {
+		if call, ok := n.(*syntax.CallExpr); ok {
+			if err := checkRegexArg(r, call, machines); err != nil {
+				errs = append(errs, err)
+			}
+			return true
+		}
 		dot, ok := n.(*syntax.DotExpr)
 		if !ok {
 			return true
@@ -48,4 +57,85 @@ func checkMethods(r *rewritten, f *syntax.File, machines map[string]bool) error 
 		return errs[0]
 	}
 	return errors.Join(errs...)
+}
+
+// reFuncs are the functions of module re whose first argument is a
+// pattern.
+var reFuncs = map[string]bool{"compile": true, "search": true, "match": true, "fullmatch": true, "findall": true,
+	"finditer": true, "sub": true, "subn": true, "split": true}
+
+// checkRegexArg reports a literal regular expression that cannot run
+// here (RE2 has no backreferences or lookaround): passed to a function of
+// module re, or as the pattern of a machine method. A script that check
+// accepts must not fail for it at run time; CPython can run it.
+func checkRegexArg(r *rewritten, call *syntax.CallExpr, machines map[string]bool) error {
+	dot, ok := call.Fn.(*syntax.DotExpr)
+	if !ok || len(call.Args) == 0 {
+		return nil
+	}
+	id, ok := dot.X.(*syntax.Ident)
+	if !ok {
+		return nil
+	}
+	// The literal patterns the call passes, and how each is checked.
+	var patterns []*syntax.Literal
+	check := pyRegexCheck
+	switch {
+	case id.Name == "re" && reFuncs[dot.Name.Name]:
+		patterns, check = literalArgs(call, func(i int, name string) bool { return i == 0 || name == "pattern" }), modules.CheckPattern
+	case machines[id.Name]:
+		meth, ok := machineMethods[dot.Name.Name]
+		if !ok {
+			return nil
+		}
+		patterns = literalArgs(call, func(i int, name string) bool {
+			for k, p := range meth.Params {
+				if p.Type == api.Regex && (k == i || p.Name == name) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	for _, lit := range patterns {
+		err := check(lit.Value.(string))
+		if err == nil {
+			continue
+		}
+		msg := fmt.Sprintf("%s.%s: %v", id.Name, dot.Name.Name, err)
+		if errors.Is(err, modules.ErrUnsupportedPattern) || strings.Contains(err.Error(), "not supported") {
+			msg += ": Go's regular expressions (RE2) cannot run it; run the script on CPython (--python)"
+			err = ErrNeedsPython
+		}
+		return &ScriptError{Msg: msg, Location: r.mapPos(lit.TokenPos), Err: fmt.Errorf("%s: %w", msg, err)}
+	}
+	return nil
+}
+
+func pyRegexCheck(p string) error {
+	_, err := pyRegex(p)
+	return err
+}
+
+// literalArgs returns the string literals among call's arguments that
+// want accepts, by position (keyword arguments have position -1) or by
+// name.
+func literalArgs(call *syntax.CallExpr, want func(i int, name string) bool) []*syntax.Literal {
+	var out []*syntax.Literal
+	pos := 0
+	for _, a := range call.Args {
+		name, val, i := "", a, -1
+		if bin, ok := a.(*syntax.BinaryExpr); ok && bin.Op == syntax.EQ {
+			if kw, ok := bin.X.(*syntax.Ident); ok {
+				name, val = kw.Name, bin.Y
+			}
+		} else {
+			i = pos
+			pos++
+		}
+		if lit, ok := val.(*syntax.Literal); ok && lit.Token == syntax.STRING && want(i, name) {
+			out = append(out, lit)
+		}
+	}
+	return out
 }

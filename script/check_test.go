@@ -55,3 +55,33 @@ func TestCheckMethodsAll(t *testing.T) {
 		t.Errorf("Check = %v, want both errors", err)
 	}
 }
+
+// TestCheckRegexps: a literal pattern RE2 cannot run is refused by check,
+// at the pattern, as needing CPython; one it can run is fine.
+func TestCheckRegexps(t *testing.T) {
+	tests := []struct {
+		src  string
+		want string // "" for no error
+	}{
+		{`import re` + "\n" + `re.search(r"(a)\1", "aa")`, "backreference"},
+		{`import re` + "\n" + `x = re.compile("foo(?=bar)")`, "lookahead"},
+		{`import re` + "\n" + `re.search(r"\d+", "a1")`, ""},
+		{`server.wait_for_console_text("(x)\\1")`, "backreferences"},
+		{`server.wait_until_tty_matches(1, "ok(?!no)")`, "lookahead"},
+		{`server.wait_for_text(regex="a(?<=b)")`, "lookahead"},
+		{`server.wait_for_console_text("login:")`, ""},
+		{`server.succeed("(a)\\1")`, ""},
+	}
+	for _, tt := range tests {
+		err := script.Check("t.py", []byte(tt.src), []string{"server"})
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("%q: %v", tt.src, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, script.ErrNeedsPython) {
+			t.Errorf("%q: Check = %v, want an error about %s wrapping ErrNeedsPython", tt.src, err, tt.want)
+		}
+	}
+}

@@ -86,6 +86,7 @@ func newModules(s *Session) *pyModules {
 		Log:     func(th *starlark.Thread, msg string) { s.logOf(th).Info("", msg) },
 		Nested:  func(th *starlark.Thread, msg string) func(error) { return s.logOf(th).Nested("", msg) },
 		Stdout:  s.stdout,
+		Stderr:  s.opts.Stderr,
 	})
 	return &pyModules{set: set, open: set.Open()}
 }

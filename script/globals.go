@@ -13,6 +13,7 @@ import (
 	"github.com/vmdriver/vmdriver/api"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/machine"
+	"github.com/vmdriver/vmdriver/script/modules"
 )
 
 // builtinFunc is a global or method implementation.
@@ -37,6 +38,12 @@ func (s *Session) buildGlobals() starlark.StringDict {
 		"log":        s.logObject(),
 		"t":          s.assertions(),
 		"print":      s.builtin("print", s.print),
+		"repr":       s.builtin("repr", reprBuiltin),
+		"str":        s.builtin("str", strBuiltin),
+		"max":        s.builtin("max", extremum("max")),
+		"min":        s.builtin("min", extremum("min")),
+		"exit":       starlark.NewBuiltin("exit", modules.Exit),
+		"quit":       starlark.NewBuiltin("quit", modules.Exit),
 		"fail":       s.builtin("fail", failBuiltin),
 		"sum":        s.builtin("sum", sumBuiltin),
 		"isinstance": s.builtin("isinstance", isinstanceBuiltin),
@@ -44,6 +51,9 @@ func (s *Session) buildGlobals() starlark.StringDict {
 		"assert_":    s.builtin("assert_", assertBuiltin),
 		"import_":    s.builtin("import_", s.importBuiltin),
 		"fmt_":       s.builtin("fmt_", fmtBuiltin),
+		"fstr_":      s.builtin("fstr_", fstrBuiltin),
+		"py_":        s.builtin("py_", pyBuiltin),
+		"unpack_":    s.builtin("unpack_", unpackBuiltin),
 		"vlans":      starlark.NewList(nil),
 	}
 	for i := range api.Globals {
@@ -169,10 +179,11 @@ func (s *Session) subtest(th *starlark.Thread, args starlark.Tuple, kwargs []sta
 	return &subtestCM{s: s, name: a.Str("name")}, nil
 }
 
-// print(*args, sep=" ", end="\n") writes to the run's stdout.
+// print(*args, sep=" ", end="\n", file=None, flush=False) writes to the
+// run's stdout, or to file (sys.stdout, sys.stderr, an open file).
 func (s *Session) print(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var rest, sepV, endV starlark.Value
-	if err := unpack("print", args, kwargs, []string{"*args", "sep?", "end?"}, &rest, &sepV, &endV); err != nil {
+	var rest, sepV, endV, fileV, flushV starlark.Value
+	if err := unpack("print", args, kwargs, []string{"*args", "sep?", "end?", "file?", "flush?"}, &rest, &sepV, &endV, &fileV, &flushV); err != nil {
 		return nil, err
 	}
 	sep, err := toOptStr("print", "sep", sepV, " ")
@@ -193,15 +204,89 @@ func (s *Session) print(th *starlark.Thread, args starlark.Tuple, kwargs []starl
 		}
 	}
 	b.WriteString(end)
-	return starlark.None, s.writeStdout(b.String())
+	switch f := fileV.(type) {
+	case nil, starlark.NoneType:
+		return starlark.None, s.writeStdout(b.String())
+	case *modules.Stream:
+		return starlark.None, f.Write(b.String())
+	case starlark.HasAttrs:
+		// An open file: call its write method.
+		w, err := f.Attr("write")
+		if err != nil || w == nil {
+			return nil, fmt.Errorf("print: for parameter file: %s has no write method", f.Type())
+		}
+		_, err = starlark.Call(th, w, starlark.Tuple{starlark.String(b.String())}, nil)
+		return starlark.None, err
+	}
+	return nil, typeError("print", "file", fileV, "a file such as sys.stderr")
 }
 
-// strOf is Python's str(): strings unquoted, everything else as repr.
+// strOf is Python's str(): strings unquoted, containers with their
+// elements as Python's repr shows them ('q', not "q").
 func strOf(v starlark.Value) string {
 	if s, ok := starlark.AsString(v); ok {
 		return s
 	}
+	switch v.(type) {
+	case *starlark.List, starlark.Tuple, *starlark.Dict, *starlark.Set:
+		return pyRepr(v)
+	}
 	return v.String()
+}
+
+// reprBuiltin is Python's repr(): single quotes, sets as {1, 2}.
+func reprBuiltin(_ *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var v starlark.Value
+	if err := unpack("repr", args, kwargs, []string{"object"}, &v); err != nil {
+		return nil, err
+	}
+	return starlark.String(pyRepr(v)), nil
+}
+
+// strBuiltin is Python's str(): str(x) as strOf, str() the empty string.
+func strBuiltin(_ *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var v starlark.Value
+	if err := unpack("str", args, kwargs, []string{"object?"}, &v); err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return starlark.String(""), nil
+	}
+	if b, ok := v.(starlark.Bytes); ok {
+		return starlark.String(pyRepr(b)), nil
+	}
+	return starlark.String(strOf(v)), nil
+}
+
+// extremum is Python's min or max: Starlark's, plus default= for an
+// empty iterable.
+func extremum(name string) builtinFunc {
+	return func(th *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var def starlark.Value
+		rest := kwargs[:0:0]
+		for _, kv := range kwargs {
+			if string(kv[0].(starlark.String)) == "default" {
+				def = kv[1]
+				continue
+			}
+			rest = append(rest, kv)
+		}
+		if def != nil {
+			if len(args) != 1 {
+				return nil, fmt.Errorf("%s: default= needs exactly one iterable argument", name)
+			}
+			if it, ok := args[0].(starlark.Iterable); ok {
+				iter := it.Iterate()
+				var x starlark.Value
+				empty := !iter.Next(&x)
+				iter.Done()
+				if empty {
+					return def, nil
+				}
+			}
+		}
+		return starlark.Call(th, starlark.Universe[name], args, rest)
+	}
 }
 
 // fail(*args, sep=" ") ends the script with the message; it replaces

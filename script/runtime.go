@@ -57,6 +57,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/machine"
+	"github.com/vmdriver/vmdriver/script/modules"
 )
 
 // Reporter receives what only a full report shows, beyond driver.Logger;
@@ -78,6 +79,8 @@ type Options struct {
 	Source   []byte
 	// Stdout receives print(); nil means os.Stdout.
 	Stdout io.Writer
+	// Stderr receives print(..., file=sys.stderr); nil means os.Stderr.
+	Stderr io.Writer
 	// Logger receives log lines and subtests; nil means Driver.Logger().
 	Logger driver.Logger
 	// Reporter, if set, receives failures and serial on/off. Without it,
@@ -108,6 +111,12 @@ type threadKey struct{}
 // ErrNoContext is returned by builtins called on a thread that was not
 // started by this package (it has no run context to block under).
 var ErrNoContext = errors.New("no run context: run scripts through script.Run or Session.Exec")
+
+// ErrNeedsPython is wrapped by a Check error about something the script
+// does that Starlark cannot run but CPython can (a regular expression
+// RE2 lacks); pycompat.ErrUnsupported marks the Python constructs the
+// rewrite cannot express.
+var ErrNeedsPython = errors.New("the script needs CPython")
 
 // Session is the state of one script runtime over a driver: its globals
 // and the configured test script. A REPL keeps one Session and calls Exec
@@ -215,6 +224,10 @@ func (s *Session) runWhole(ctx context.Context) error {
 			_, err := prog.Init(th, s.globals)
 			return err
 		})
+		if cleanExit(err) {
+			s.log.Info("", "the test script called exit(0)")
+			err = nil
+		}
 		if err != nil {
 			se := s.scriptError(ctx, r, err)
 			mu.Lock()
@@ -233,6 +246,13 @@ func (s *Session) runWhole(ctx context.Context) error {
 		return scriptErr
 	}
 	return err
+}
+
+// cleanExit reports whether err is the script ending itself with
+// exit(0) (or sys.exit()), a success as in Python.
+func cleanExit(err error) bool {
+	var se *modules.SystemExit
+	return errors.As(err, &se) && se.Code == 0 && se.Msg == ""
 }
 
 // syncMachines runs `sync` on every configured machine that is up, as

@@ -102,6 +102,7 @@ func New(h Host) *Modules {
 		"urllib.parse": urllibParse,
 		"urllib":       &starlarkstruct.Module{Name: "urllib", Members: starlark.StringDict{"parse": urllibParse}},
 		"typing":       typingModule(),
+		"sys":          m.sysModule(),
 	}
 	return m
 }

@@ -499,3 +499,12 @@ func (t *reTranslator) class() error {
 		first = false
 	}
 }
+
+// CheckPattern reports whether pattern, a Python regular expression, can
+// run here: an error wrapping ErrUnsupportedPattern names what RE2 lacks
+// (backreferences, lookaround, ...); any other error is a malformed
+// pattern.
+func CheckPattern(pattern string) error {
+	_, err := translatePattern(pattern, 0)
+	return err
+}

@@ -32,6 +32,9 @@
 //	json.load, load              json.load_, load_       (load is a Starlark keyword)
 //	1_000                        1000
 //	...  (as a statement)        pass
+//	"..." % x                    fstr_("...") % x       (Python's printf: flags, width, precision)
+//	r.format(a), f-strings       py_(r).format(a)       (also r.decode(), r.encode(), r.expandtabs())
+//	a, *b, c = v                 a, b, c = unpack_(v, 1, 1)   (plain names as targets)
 //	u"x", R"x", Br"x"            "x", r"x", rb"x"
 //
 // String escapes are given their Python meaning: escapes Python does not
@@ -55,7 +58,7 @@
 // block, not the loop); bare raise; relative imports and import *;
 // chained comparisons with a non-trivial middle operand; chained
 // assignment whose first target is not a name; star and dict unpacking
-// outside calls and parameter lists; the ** and @ operators; Ellipsis
+// outside calls, parameter lists and assignments to plain names; the ** and @ operators; Ellipsis
 // outside a statement of its own; complex literals; decorators not on a
 // def; \N{...} escapes.
 //
@@ -85,6 +88,11 @@
 //     import_("a.b") so that a missing submodule is reported at the import.
 //   - fmt_(spec, value) formats value with a Python format spec (".2f",
 //     ">5", ...); Starlark's str.format has no specs.
+//   - fstr_(s) returns s with Python's % operator; py_(x) returns x with
+//     Python's format, decode, encode and expandtabs methods (its other
+//     attributes are x's own); unpack_(v, before, after) returns the
+//     tuple of v's first before items, a list of the middle ones and its
+//     last after items.
 //   - fail (Starlark's) receives raise's argument, typically the value of
 //     Exception("..."), RuntimeError("..."), etc., which the runtime
 //     predeclares.

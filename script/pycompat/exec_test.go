@@ -177,6 +177,10 @@ func builtins(rec *recorder) starlark.StringDict {
 		"fmt_": b("fmt_", func(args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 			return fakeFormat(args[0].(starlark.String).GoString(), args[1])
 		}),
+		// The runtime's fstr_ and py_ give Python's % and methods; the
+		// receiver itself stands in for them here.
+		"fstr_": b("fstr_", func(args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) { return args[0], nil }),
+		"py_":   b("py_", func(args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) { return args[0], nil }),
 		"Exception": b("Exception", func(args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 			return starlark.String("Exception: " + args[0].(starlark.String).GoString()), nil
 		}),

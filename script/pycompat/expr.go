@@ -12,7 +12,8 @@ func (r *rewriter) expr(ts []*tok) []*tok {
 	ts = isPass(ts)
 	ts = bracketPass(ts)
 	r.starPass(ts)
-	return r.chainPass(ts)
+	ts = r.chainPass(ts)
+	return methodPass(ts)
 }
 
 // tokenPass rewrites single tokens in place: string literals, numbers,

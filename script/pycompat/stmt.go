@@ -1,6 +1,9 @@
 package pycompat
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // simpleStmts rewrites the ';'-separated simple statements in s.
 func (r *rewriter) simpleStmts(s []*tok) []*tok {
@@ -75,10 +78,58 @@ func (r *rewriter) simpleStmt(s []*tok) []*tok {
 		r.dropToTail(s[colon:eq])
 		return append(s[:colon:colon], s[eq:]...)
 	}
-	if eqs := topIndices(s, "="); len(eqs) > 1 {
+	eqs := topIndices(s, "=")
+	if len(eqs) > 1 {
 		return r.chainedAssign(s, eqs)
 	}
+	if len(eqs) == 1 {
+		if out, ok := starredAssign(s, eqs[0]); ok {
+			return out
+		}
+	}
 	return s
+}
+
+// starredAssign rewrites "a, *b, c = v" into "a, b, c = unpack_(v, 1, 1)":
+// the names before and after the starred one take one item each, the
+// starred one a list of the rest. Targets other than plain names are left
+// for starPass to report.
+func starredAssign(s []*tok, eq int) ([]*tok, bool) {
+	star, before, after := -1, 0, 0
+	for i := 0; i < eq; i++ {
+		t := s[i]
+		switch {
+		case t.kind == kFiller, t.isOp(","):
+		case t.isOp("*") && star < 0 && i+1 < eq && s[i+1].kind == kName:
+			star = i
+		case t.kind == kName && !pyKeywords[t.text]:
+			if star >= 0 && i > star+1 {
+				after++
+			} else if star < 0 {
+				before++
+			}
+		default:
+			return s, false
+		}
+	}
+	last := len(s) - 1
+	for last > eq && s[last].kind == kFiller {
+		last--
+	}
+	if star < 0 || last == eq {
+		return s, false
+	}
+	out := make([]*tok, 0, len(s)+8)
+	out = append(out, s[:star]...)
+	out = append(out, withGap(s[star+1], s[star].gap))
+	out = append(out, s[star+2:eq+1]...)
+	rhs := s[eq+1]
+	out = append(out, &tok{kind: kName, text: "unpack_", off: rhs.off, synth: true, gap: rhs.gap, gapOff: rhs.gapOff, gapSynth: rhs.gapSynth},
+		opTok("(", rhs.off, ""), withGap(rhs, ""))
+	out = append(out, s[eq+2:last+1]...)
+	end := s[last].off
+	out = append(out, opTok(",", end, ""), codeTok(strconv.Itoa(before), end, " "), opTok(",", end, ""), codeTok(strconv.Itoa(after), end, " "), opTok(")", end, ""))
+	return append(out, s[last+1:]...), true
 }
 
 // chainedAssign rewrites "a = b = v" into "a = v; b = a".
