@@ -473,7 +473,7 @@ func (s *Session) branch() (driver.Logger, Reporter, func()) {
 // opened as a failed subtest, so that it shows in the log and in JUnit.
 func (s *Session) failedUnopened(fs *forkState, sub forkedSubtest, err error, loc *Location) {
 	end := fs.log.Subtest(sub.name)
-	reportFailure(fs.log, fs.rep, `Test "`+sub.name+`" failed with error: "`+err.Error()+`"`, loc)
+	ReportFailure(fs.log, fs.rep, SubtestFailure(sub.name, err.Error()), loc)
 	end(err)
 }
 
