@@ -72,10 +72,18 @@ func (l *recLogger) Subtest(name string) func(error) {
 	}
 }
 
-func (l *recLogger) all() []string {
+// all returns the entries, without those of the given kinds.
+func (l *recLogger) all(except ...string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return slices.Clone(l.entries)
+	var out []string
+	for _, e := range l.entries {
+		kind, _, _ := strings.Cut(e, "|")
+		if !slices.Contains(except, kind) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func (l *recLogger) has(substr string) bool {

@@ -432,7 +432,7 @@ class PollingCondition:
         if "description" not in a:
             doc = inspect.getdoc(fun)
             a["description"] = doc.strip() if doc else getattr(fun, "__name__", "condition")
-        r = _conn.request({"op": "cond", "a": a})
+        r = _conn.request({"op": "cond", "name": getattr(fun, "__name__", "condition"), "a": a})
         self._h, self.description = r["h"], r["description"]
 
     def __call__(self, *args, **kwargs):
