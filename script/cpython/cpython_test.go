@@ -303,7 +303,7 @@ func TestGlobalTimeoutEndsHungPython(t *testing.T) {
 func TestSyntaxAndCheck(t *testing.T) {
 	py := python(t)
 	ctx := testCtx(t)
-	v, err := cpython.Check(ctx, py, "test.py", []byte("x = 1\nif x = 2:\n    pass\n"), []string{"server"})
+	v, err := cpython.Check(ctx, py, "test.py", []byte("x = 1\nif x = 2:\n    pass\n"), script.CheckOptions{Machines: []string{"server"}})
 	var se *script.ScriptError
 	if !errors.As(err, &se) || se.Location.Line != 2 || se.Location.Col == 0 || !strings.HasPrefix(se.Msg, "syntax error:") || se.Location.Source != "if x = 2:" {
 		t.Errorf("Check = %v (%+v), want a syntax error at line 2 with its column and source", err, se)
@@ -311,17 +311,17 @@ func TestSyntaxAndCheck(t *testing.T) {
 	if !strings.HasPrefix(v, "3.") {
 		t.Errorf("version %q", v)
 	}
-	err = errors.Unwrap(nil)
-	_, err = cpython.Check(ctx, py, "test.py", []byte("server.wait_for_unti('x')\nserver.switch_root()\nother = server\nother.whatever\n"), []string{"server"})
+	_, err = cpython.Check(ctx, py, "test.py", []byte("server.wait_for_unti('x')\nserver.switch_root()\nother = server\nservre.succeed(other.whatever)\n"), script.CheckOptions{Machines: []string{"server"}})
 	for _, want := range []string{
 		`test.py:1:8: machine server has no attribute or method "wait_for_unti" (did you mean wait_for_unit?)`,
 		"test.py:2:8: switch_root: not supported yet",
+		"test.py:4:1: undefined: servre (did you mean server?)",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Check = %v, want %q", err, want)
 		}
 	}
-	if _, err := cpython.Check(ctx, py, "test.py", []byte("class M(Machine):\n    pass\nserver = M(server)\nserver.anything()\n"), []string{"server"}); err != nil {
+	if _, err := cpython.Check(ctx, py, "test.py", []byte("class M(Machine):\n    pass\nserver = M(server)\nserver.anything()\n"), script.CheckOptions{Machines: []string{"server"}}); err != nil {
 		t.Errorf("a rebound machine name is the script's own: %v", err)
 	}
 	e := newEnv(t, "server")

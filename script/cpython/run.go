@@ -102,12 +102,14 @@ func (e *engine) start(ctx context.Context, python string) (*interp, error) {
 	return start(ctx, python, e.d.RunDir(), stdout, func(line string) { log.Info("", "python: "+line) })
 }
 
-// Check compiles a script with the interpreter python and checks the
-// methods it calls on its machines (named as configured) against the
-// API table, as script.CheckWith does for Starlark; it runs nothing.
+// Check compiles a script with the interpreter python and checks, as
+// script.CheckWith does for Starlark, the names it uses (against what it
+// defines and a run with opts' machines and VLANs predeclares) and the
+// methods it calls on its machines (against the API table); it runs
+// nothing. ForkSubtests is not checked here.
 // Errors in the script are *script.ScriptError (several joined); version
 // is the interpreter's ("3.11.2").
-func Check(ctx context.Context, python, filename string, src []byte, machines []string) (version string, err error) {
+func Check(ctx context.Context, python, filename string, src []byte, opts script.CheckOptions) (version string, err error) {
 	dir, err := os.MkdirTemp("", "vmdriver-check-")
 	if err != nil {
 		return "", err
@@ -120,7 +122,7 @@ func Check(ctx context.Context, python, filename string, src []byte, machines []
 	defer it.stop()
 	e := newEngine(Options{Options: script.Options{Filename: filename}})
 	s := e.newSession(ctx, it.conn, nil, nil)
-	if err := it.conn.send(s.hello(src, true, machines)); err != nil {
+	if err := it.conn.send(s.hello(src, true, opts)); err != nil {
 		return "", s.died(ctx, it, err)
 	}
 	m, err := it.conn.recv(ctx)

@@ -547,17 +547,20 @@ func stopped(ctx context.Context, se *script.ScriptError) {
 
 // hello is the interpreter's first message: the table, the run's
 // globals, and the script.
-func (s *session) hello(src []byte, check bool, names []string) map[string]any {
-	var machines []map[string]any
+func (s *session) hello(src []byte, check bool, opts script.CheckOptions) map[string]any {
+	machines := []map[string]any{}
 	if s.e.d != nil {
 		for _, m := range s.e.d.Machines() {
 			machines = append(machines, map[string]any{"pyname": driver.PythonName(m.Name()), "m": s.wireMachine(m)})
 		}
 	}
-	for _, n := range names {
+	for _, n := range opts.Machines {
 		machines = append(machines, map[string]any{"pyname": driver.PythonName(n)})
 	}
 	vlans := []map[string]any{}
+	for _, nr := range opts.VLANs {
+		vlans = append(vlans, map[string]any{"nr": nr})
+	}
 	outDir := ""
 	if s.e.d != nil {
 		for _, sw := range s.e.d.VLANs() {
@@ -574,7 +577,7 @@ func (s *session) hello(src []byte, check bool, names []string) map[string]any {
 // runScript sends the script and serves it to its end.
 func (s *session) runScript(ctx context.Context, it *interp, src []byte) error {
 	defer s.deactivateAll()
-	if err := s.conn.send(s.hello(src, false, nil)); err != nil {
+	if err := s.conn.send(s.hello(src, false, script.CheckOptions{})); err != nil {
 		return s.died(ctx, it, err)
 	}
 	m, err := s.serve(ctx)

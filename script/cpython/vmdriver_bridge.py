@@ -19,6 +19,7 @@ wait goes on, so calls and callbacks nest like a call stack on both sides.
 """
 
 import ast
+import builtins
 import datetime
 import difflib
 import inspect
@@ -521,6 +522,33 @@ def _check_engine_globals(table):
             raise VMDriverError("bridge: %s takes %s, the table says %s" % (g["name"], got, want))
 
 
+def _static_globals():
+    """The globals that are the same in every run (t aside)."""
+    return {
+        "Machine": Machine,
+        "BaseMachine": BaseMachine,
+        "QemuMachine": QemuMachine,
+        "Snapshot": Snapshot,
+        "PollingCondition": PollingCondition,
+        "VMDriverError": VMDriverError,
+        "MachineError": MachineError,
+        "RequestedAssertionFailed": RequestedAssertionFailed,
+        "PollingConditionError": PollingConditionError,
+        "os": os,
+    }
+
+
+def _global_names(hello):
+    """The names a run with hello's machines and VLANs predeclares."""
+    names = set(_static_globals()) | {"t", "log", "machines", "driver", "vlans", "__name__"}
+    names |= {g["name"] for g in hello["api"]["globals"]}
+    names |= {m["pyname"] for m in hello["machines"]}
+    if len(hello["machines"]) == 1:
+        names.add("machine")
+    names |= {"vlan%d" % v["nr"] for v in hello["vlans"]}
+    return names
+
+
 def _build(hello):
     """Makes the API from the engine's table and returns the script's globals."""
     table = hello["api"]
@@ -536,21 +564,8 @@ def _build(hello):
             a["name"],
             property(lambda self, n=a["name"]: _conn.request({"op": "attr", "m": self._h, "name": n}), doc=a["doc"]),
         )
-    g = {
-        "__name__": "__main__",
-        "__builtins__": __builtins__,
-        "Machine": Machine,
-        "BaseMachine": BaseMachine,
-        "QemuMachine": QemuMachine,
-        "Snapshot": Snapshot,
-        "PollingCondition": PollingCondition,
-        "VMDriverError": VMDriverError,
-        "MachineError": MachineError,
-        "RequestedAssertionFailed": RequestedAssertionFailed,
-        "PollingConditionError": PollingConditionError,
-        "os": os,
-        "t": _Tester(),
-    }
+    g = _static_globals()
+    g.update({"__name__": "__main__", "__builtins__": builtins, "t": _Tester()})
     for spec in table["globals"]:
         g[spec["name"]] = _ENGINE[spec["name"]] if spec["engine"] else _make_function(spec, "g", False)
     log = {spec["name"]: _make_function(spec, "log", False) for spec in table["log"]}
@@ -637,13 +652,8 @@ def _frames(tb):
     return out
 
 
-def _method_errors(tree, table, names):
-    """The machine methods a script calls that the table lacks or vmdriver
-    does not support, found before anything runs (names: the machine
-    globals the script never rebinds)."""
-    known = {m["name"]: m for m in table["methods"]}
-    attrs = {a["name"] for a in table["attrs"]}
-    every = sorted(set(known) | attrs)
+def _bound_names(tree):
+    """Every name the script binds anywhere (a conservative scope)."""
     bound = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
@@ -656,6 +666,42 @@ def _method_errors(tree, table, names):
             bound.add((node.asname or node.name).split(".")[0])
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif type(node).__name__ in ("MatchAs", "MatchStar") and node.name:
+            bound.add(node.name)
+        elif type(node).__name__ == "MatchMapping" and node.rest:
+            bound.add(node.rest)
+    return bound
+
+
+def _hint(name, candidates):
+    close = difflib.get_close_matches(name, sorted(candidates), n=1)
+    return " (did you mean %s?)" % close[0] if close else ""
+
+
+def _undefined(tree, bound, known):
+    """The names the script uses that nothing defines, as the Starlark
+    runtime's check finds them; nothing when it imports with *."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+            return []
+    defined = bound | known | set(dir(builtins))
+    errs = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined:
+            errs.append({"msg": "undefined: " + node.id + _hint(node.id, known | bound),
+                         "line": node.lineno, "col": node.col_offset + 1})
+    return errs
+
+
+def _method_errors(tree, table, names, bound):
+    """The machine methods a script calls that the table lacks or vmdriver
+    does not support, found before anything runs (names: the machine
+    globals; those the script rebinds are its own)."""
+    known = {m["name"]: m for m in table["methods"]}
+    attrs = {a["name"] for a in table["attrs"]}
+    every = set(known) | attrs
     errs = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
@@ -669,10 +715,7 @@ def _method_errors(tree, table, names):
         if m is not None:
             msg = "%s: not supported yet (%s)" % (attr, m["unsupported"])
         else:
-            msg = 'machine %s has no attribute or method "%s"' % (var, attr)
-            close = difflib.get_close_matches(attr, every, n=1)
-            if close:
-                msg += " (did you mean %s?)" % close[0]
+            msg = 'machine %s has no attribute or method "%s"%s' % (var, attr, _hint(attr, every))
         line = getattr(node, "end_lineno", node.lineno)
         col = getattr(node, "end_col_offset", None)
         col = col - len(attr) + 1 if col is not None else node.col_offset + 1
@@ -690,7 +733,10 @@ def _check(hello, source, filename):
     names = {m["pyname"] for m in hello["machines"]}
     if len(names) == 1:
         names.add("machine")
-    return [dict(e, syntax=True, file=filename) for e in _method_errors(tree, hello["api"], names)]
+    bound = _bound_names(tree)
+    errs = _undefined(tree, bound, _global_names(hello)) + _method_errors(tree, hello["api"], names, bound)
+    errs.sort(key=lambda e: (e["line"], e["col"]))
+    return [dict(e, syntax=True, file=filename) for e in errs]
 
 
 def main(fd):
