@@ -64,16 +64,16 @@ func TestSameLogTree(t *testing.T) {
 			serr := script.Run(testCtx(t), star.opts(src))
 			perr := py.run(src)
 			// Serial lines arrive from the console's goroutine, at any point.
-			if got, want := py.log.all("serial"), star.log.all("serial"); !slices.Equal(got, want) {
+			if got, want := py.log.Except("serial"), star.log.Except("serial"); !slices.Equal(got, want) {
 				t.Errorf("CPython log:\n  %s\nStarlark log:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 			}
-			pf, sf := py.rep.all(), star.rep.all()
+			pf, sf := py.rep.Failures(), star.rep.Failures()
 			if len(pf) != len(sf) {
 				t.Fatalf("CPython reported %d failures, Starlark %d: %v / %v", len(pf), len(sf), pf, sf)
 			}
 			for i := range pf {
-				if pf[i].msg != sf[i].msg || (pf[i].loc == nil) != (sf[i].loc == nil) || (pf[i].loc != nil && pf[i].loc.Line != sf[i].loc.Line) {
-					t.Errorf("failure %d: CPython %q at %v, Starlark %q at %v", i, pf[i].msg, pf[i].loc, sf[i].msg, sf[i].loc)
+				if pf[i].Msg != sf[i].Msg || (pf[i].Loc == nil) != (sf[i].Loc == nil) || (pf[i].Loc != nil && pf[i].Loc.Line != sf[i].Loc.Line) {
+					t.Errorf("failure %d: CPython %q at %v, Starlark %q at %v", i, pf[i].Msg, pf[i].Loc, sf[i].Msg, sf[i].Loc)
 				}
 			}
 			if (serr == nil) != (perr == nil) {
@@ -244,8 +244,8 @@ func TestPollingConditionFailsMidRun(t *testing.T) {
 	if !strings.Contains(se.Msg, "the service is up") || !strings.Contains(se.Msg, "service_up returned False") {
 		t.Errorf("message %q should name the condition and its result", se.Msg)
 	}
-	if strings.Contains(e.stdout.String(), "not reached") || !e.log.has("polling condition failed: the service is up") {
-		t.Errorf("the run went on, or the log does not say so:\n%s", strings.Join(e.log.all(), "\n"))
+	if strings.Contains(e.stdout.String(), "not reached") || !e.log.Has("", "polling condition failed: the service is up") {
+		t.Errorf("the run went on, or the log does not say so:\n%s", strings.Join(e.log.All(), "\n"))
 	}
 }
 
@@ -267,8 +267,8 @@ func TestInterpreterDies(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("noticing the death took %s", d)
 	}
-	if !e.log.has("python: last words") {
-		t.Errorf("stderr did not reach the log:\n%s", strings.Join(e.log.all(), "\n"))
+	if !e.log.Has("", "python: last words") {
+		t.Errorf("stderr did not reach the log:\n%s", strings.Join(e.log.All(), "\n"))
 	}
 	left, _ := filepath.Glob(filepath.Join(e.d.RunDir(), "python-*"))
 	if len(left) > 0 {
@@ -349,15 +349,15 @@ func TestDeprecationsAndAlias(t *testing.T) {
 		`serial_stdout_on()`,
 	))
 	n := 0
-	for _, l := range e.log.all() {
+	for _, l := range e.log.All() {
 		if strings.Contains(l, "using the implicit name `machine`") {
 			n++
 		}
 	}
-	if n != 1 || !e.log.has("polling_condition: seconds_interval is deprecated, use interval") {
-		t.Errorf("want one alias warning and a deprecation:\n%s", strings.Join(e.log.all(), "\n"))
+	if n != 1 || !e.log.Has("", "polling_condition: seconds_interval is deprecated, use interval") {
+		t.Errorf("want one alias warning and a deprecation:\n%s", strings.Join(e.log.All(), "\n"))
 	}
-	if got := e.rep.serial; !slices.Equal(got, []bool{false, true}) {
+	if got := e.rep.Serial(); !slices.Equal(got, []bool{false, true}) {
 		t.Errorf("serial output switched %v", got)
 	}
 }

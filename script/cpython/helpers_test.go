@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,97 +34,14 @@ func python(t testing.TB) string {
 	return testenv.NeedCommand(t, "python3")
 }
 
-// recLogger records everything logged, in order, as "kind|machine|msg".
-type recLogger struct {
-	mu      sync.Mutex
-	entries []string
-}
-
-func (l *recLogger) add(kind, machine, msg string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.entries = append(l.entries, kind+"|"+machine+"|"+msg)
-}
-
-func (l *recLogger) Info(machine, msg string)    { l.add("info", machine, msg) }
-func (l *recLogger) Warn(machine, msg string)    { l.add("warn", machine, msg) }
-func (l *recLogger) Serial(machine, line string) { l.add("serial", machine, line) }
-func (l *recLogger) Nested(machine, msg string) func(error) {
-	l.add("open", machine, msg)
-	return func(err error) {
-		if err != nil {
-			l.add("fail", machine, msg)
-		} else {
-			l.add("ok", machine, msg)
-		}
-	}
-}
-func (l *recLogger) Subtest(name string) func(error) {
-	l.add("subtest", "", name)
-	return func(err error) {
-		if err != nil {
-			l.add("subtest-fail", "", name)
-		} else {
-			l.add("subtest-ok", "", name)
-		}
-	}
-}
-
-// all returns the entries, without those of the given kinds.
-func (l *recLogger) all(except ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, e := range l.entries {
-		kind, _, _ := strings.Cut(e, "|")
-		if !slices.Contains(except, kind) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func (l *recLogger) has(substr string) bool {
-	return slices.ContainsFunc(l.all(), func(e string) bool { return strings.Contains(e, substr) })
-}
-
-type failure struct {
-	msg string
-	loc *script.Location
-}
-
-type recReporter struct {
-	mu       sync.Mutex
-	failures []failure
-	serial   []bool
-}
-
-func (r *recReporter) Failure(msg string, loc *script.Location) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failures = append(r.failures, failure{msg, loc})
-}
-
-func (r *recReporter) SetSerialOutput(on bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.serial = append(r.serial, on)
-}
-
-func (r *recReporter) all() []failure {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.failures)
-}
-
 // env is a driver on the mock backend with a recording logger and
 // reporter.
 type env struct {
 	t      *testing.T
 	b      *mock.Backend
 	d      *driver.Driver
-	log    *recLogger
-	rep    *recReporter
+	log    *testenv.Log
+	rep    *testenv.Reporter
 	stdout *bytes.Buffer
 	global time.Duration
 }
@@ -137,7 +52,7 @@ func newEnv(t *testing.T, names ...string) *env {
 
 func newEnvWith(t *testing.T, global time.Duration, guest func(string, *mock.Guest), names ...string) *env {
 	t.Helper()
-	e := &env{t: t, log: &recLogger{}, rep: &recReporter{}, stdout: &bytes.Buffer{}, global: global}
+	e := &env{t: t, log: &testenv.Log{}, rep: &testenv.Reporter{}, stdout: &bytes.Buffer{}, global: global}
 	opts := []mock.Option{mock.WithGuest(guestAnswers)}
 	if guest != nil {
 		opts = append(opts, mock.WithGuest(guest))

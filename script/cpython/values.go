@@ -166,17 +166,8 @@ func hasParam(params []api.Param, name string) bool {
 // decode converts one wire value to the Go value its Type names.
 func (s *session) decode(fn string, p api.Param, v any) (any, error) {
 	if v == nil {
-		switch p.Type {
-		case api.Str, api.Int, api.TTY:
-			if !p.Required {
-				return p.Default, nil
-			}
-		case api.Bool:
-			return false, nil
-		case api.Text:
-			return "None", nil
-		default:
-			return nil, nil
+		if x, ok := p.NoneValue(); ok {
+			return x, nil
 		}
 	}
 	switch p.Type {
@@ -304,19 +295,9 @@ func (s *session) wire(v any) (any, error) {
 		}
 		return map[string]any{"$": "dict", "v": items}, nil
 	case map[string]string:
-		d := make(api.Dict, 0, len(x))
-		for k, e := range x {
-			d = append(d, api.Item{Key: k, Value: e})
-		}
-		sort.Slice(d, func(i, j int) bool { return d[i].Key < d[j].Key })
-		return s.wire(d)
+		return s.wire(sortedDict(x))
 	case map[string]any:
-		d := make(api.Dict, 0, len(x))
-		for k, e := range x {
-			d = append(d, api.Item{Key: k, Value: e})
-		}
-		sort.Slice(d, func(i, j int) bool { return d[i].Key < d[j].Key })
-		return s.wire(d)
+		return s.wire(sortedDict(x))
 	case []any:
 		return s.wireList(x)
 	case *machine.Machine:
@@ -352,4 +333,14 @@ func (s *session) wireList(l []any) ([]any, error) {
 // name scripts see (a clone keeps its original's).
 func (s *session) wireMachine(m *machine.Machine) map[string]any {
 	return map[string]any{"$": "m", "v": s.e.handles.put(m), "name": m.Name()}
+}
+
+// sortedDict is a map as a Dict, keys sorted.
+func sortedDict[V any](m map[string]V) api.Dict {
+	d := make(api.Dict, 0, len(m))
+	for k, e := range m {
+		d = append(d, api.Item{Key: k, Value: e})
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i].Key < d[j].Key })
+	return d
 }
