@@ -176,6 +176,20 @@ func TestPythonEngine(t *testing.T) {
 		}
 	})
 
+	t.Run("forked subtests", func(t *testing.T) {
+		testenv.NeedCommand(t, "qemu-img")
+		// The class makes it a CPython script; the rest is the Starlark
+		// suite's (forksuite_test.go).
+		code, _, stderr, out := run(t, "class Unused:\n    pass\n\n"+forkSuiteScript, "--fork-subtests")
+		if code != 1 || !strings.Contains(stderr, "each in a fork of the Python interpreter") || !strings.Contains(stderr, `Test "fails on purpose" failed`) {
+			t.Fatalf("exit %d, want 1 with the forked subtests in the log:\n%s", code, stderr)
+		}
+		passed := junitCases(t, filepath.Join(out, "junit.xml"))
+		if len(passed) != 3 || !passed["sees set-up"] || !passed["writes its own file"] || passed["fails on purpose"] {
+			t.Errorf("JUnit cases %v, want only \"fails on purpose\" failed", passed)
+		}
+	})
+
 	t.Run("syntax error boots nothing", func(t *testing.T) {
 		code, _, stderr, _ := run(t, "start_all()\nif True\n    pass\n", "--python")
 		if code != 2 || !strings.Contains(stderr, "test.py:2:") || strings.Contains(stderr, "starting vm") {

@@ -37,9 +37,6 @@ func chooseEngine(ctx context.Context, f *runFlags, filename string, src []byte,
 		return engine{}, script.CheckWith(filename, src, opts)
 	}
 	if f.python {
-		if opts.ForkSubtests {
-			return engine{}, usageError{"--fork-subtests runs on the Starlark engine only, for now: drop --python"}
-		}
 		return checkPython(ctx, f, filename, src, opts, "--python")
 	}
 	refused := script.Accepts(filename, src, opts)
@@ -47,7 +44,14 @@ func chooseEngine(ctx context.Context, f *runFlags, filename string, src []byte,
 		return engine{}, nil
 	}
 	if opts.ForkSubtests {
-		return engine{}, errors.Join(refused, errors.New("--fork-subtests runs on the Starlark engine only, for now"))
+		// A script cut wrongly for forking (a statement between
+		// subtests, a name only another subtest binds) is wrong on
+		// either engine: say so in Starlark's words.
+		whole := opts
+		whole.ForkSubtests = false
+		if script.Accepts(filename, src, whole) == nil {
+			return engine{}, refused
+		}
 	}
 	if _, err := cpython.Find(f.pythonBin); err != nil {
 		return engine{}, errors.Join(refused, fmt.Errorf("the Starlark engine refuses the script, and there is no CPython to run it instead: %w", err))

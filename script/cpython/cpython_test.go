@@ -361,3 +361,53 @@ func TestDeprecationsAndAlias(t *testing.T) {
 		t.Errorf("serial output switched %v", got)
 	}
 }
+
+// TestForkSubtests: with ForkSubtests each top-level subtest runs on
+// clones of the machines in a fork of the interpreter: it sees set-up's
+// state, not another subtest's, and the tail sees the originals.
+func TestForkSubtests(t *testing.T) {
+	e := newEnv(t, "server")
+	opts := e.opts(lines(
+		`start_all()`,
+		`server.succeed("echo base > /setup")`,
+		`counter = [0]`,
+		`with subtest("one"):`,
+		`    counter[0] += 1`,
+		`    server.succeed("echo 1 > /one")`,
+		`    print("one sees", counter[0], server.succeed("cat /setup").strip())`,
+		`with subtest("two"):`,
+		`    counter[0] += 1`,
+		`    print("two sees", counter[0], server.execute("cat /one")[0])`,
+		`with subtest("fails"):`,
+		`    server.succeed("exit 2")`,
+		`print("tail", counter[0], server.execute("cat /one")[0], server.succeed("cat /setup").strip())`,
+	))
+	opts.ForkSubtests = true
+	err := cpython.Run(testCtx(t), cpython.Options{Options: opts, Python: python(t)})
+	if !errors.Is(err, script.ErrSubtestsFailed) || !strings.Contains(err.Error(), `1 of 3 ("fails")`) {
+		t.Fatalf("Run = %v, want one of three subtests failed", err)
+	}
+	for _, want := range []string{"one sees 1 base", "two sees 1 1", "tail 0 1 base"} {
+		if !strings.Contains(e.stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, e.stdout.String())
+		}
+	}
+	if f := e.rep.Failures(); len(f) != 1 || !strings.HasPrefix(f[0].Msg, `Test "fails" failed with error: "machine server-`) || f[0].Loc == nil || f[0].Loc.Line != 12 {
+		t.Errorf("failures %+v, want the subtest \"fails\" at line 12", f)
+	}
+	if n := e.log.Count("subtest", ""); n != 3 || !e.log.Has("info", "running 3 subtests on clones") {
+		t.Errorf("%d subtests logged:\n%s", n, strings.Join(e.log.All(), "\n"))
+	}
+
+	_, err = cpython.Check(testCtx(t), python(t), "test.py", []byte(lines(
+		`with subtest("a"):`,
+		`    pass`,
+		`x = 1`,
+		`with subtest("b"):`,
+		`    pass`,
+	)), script.CheckOptions{ForkSubtests: true})
+	var se *script.ScriptError
+	if !errors.Is(err, script.ErrBetweenSubtests) || !errors.As(err, &se) || se.Location.Line != 3 {
+		t.Errorf("Check = %v, want the statement between subtests at line 3", err)
+	}
+}

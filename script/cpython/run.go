@@ -32,9 +32,6 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Driver == nil {
 		return errors.New("cpython: Options.Driver is nil")
 	}
-	if opts.ForkSubtests {
-		return runForked(ctx, opts)
-	}
 	python, err := Find(opts.Python)
 	if err != nil {
 		return err
@@ -51,7 +48,14 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		defer it.stop()
 		s := e.newSession(ctx, it.conn, e.log(), opts.Reporter)
-		if err := s.runScript(ctx, it, opts.Source); err != nil {
+		err = s.runScript(ctx, it, opts.Source)
+		if errors.Is(err, script.ErrSubtestsFailed) {
+			// Each failure is reported with its subtest already.
+			it.stop()
+			script.SyncMachines(ctx, e.d, e.log())
+			return err
+		}
+		if err != nil {
 			var se *script.ScriptError
 			if errors.As(err, &se) {
 				mu.Lock()
@@ -106,7 +110,8 @@ func (e *engine) start(ctx context.Context, python string) (*interp, error) {
 // script.CheckWith does for Starlark, the names it uses (against what it
 // defines and a run with opts' machines and VLANs predeclares) and the
 // methods it calls on its machines (against the API table); it runs
-// nothing. ForkSubtests is not checked here.
+// nothing. With ForkSubtests it also finds the statements between two
+// top-level subtests.
 // Errors in the script are *script.ScriptError (several joined); version
 // is the interpreter's ("3.11.2").
 func Check(ctx context.Context, python, filename string, src []byte, opts script.CheckOptions) (version string, err error) {
@@ -135,16 +140,18 @@ func Check(ctx context.Context, python, filename string, src []byte, opts script
 	lines := strings.Split(string(src), "\n")
 	var errs []error
 	for _, pe := range m.Errs {
+		if pe.Between {
+			pe.Msg = script.BetweenSubtests
+		}
 		loc := s.location(pe)
 		if loc.Source == "" && loc.File == filename && loc.Line >= 1 && loc.Line <= len(lines) {
 			loc.Source = strings.TrimRight(lines[loc.Line-1], "\r")
 		}
-		errs = append(errs, &script.ScriptError{Msg: pe.Msg, Location: loc, Err: errors.New(pe.Msg)})
+		var err error = errors.New(pe.Msg)
+		if pe.Between {
+			err = script.ErrBetweenSubtests
+		}
+		errs = append(errs, &script.ScriptError{Msg: pe.Msg, Location: loc, Err: err})
 	}
 	return m.Version, errors.Join(errs...)
-}
-
-// runForked is Run with Options.ForkSubtests.
-func runForked(ctx context.Context, opts Options) error {
-	return errors.New("cpython: --fork-subtests is not supported on CPython yet")
 }

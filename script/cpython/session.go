@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,6 +121,17 @@ type session struct {
 	filename   string
 	blocks     blockTable
 	conditions map[int]*condition
+	fork       *forkRun // the forked subtest running, if any
+}
+
+// forkRun is a forked subtest in progress: what it restores and releases.
+type forkRun struct {
+	name    string
+	opened  bool // its subtest block opened
+	log     driver.Logger
+	rep     script.Reporter
+	release func() error
+	merge   func()
 }
 
 // blockTable numbers the blocks and conditions of one session.
@@ -187,6 +200,9 @@ func (s *session) handle(ctx context.Context, m inMsg) (any, error) {
 			return nil, err
 		}
 		name := a.Str("name")
+		if s.fork != nil {
+			s.fork.opened = true
+		}
 		return s.blocks.add(&block{subtest: name, ends: []func(error){s.log.Subtest(name)}}), nil
 	case "enter":
 		b := s.blocks.objs[m.H]
@@ -202,6 +218,10 @@ func (s *session) handle(ctx context.Context, m inMsg) (any, error) {
 			s.e.aliased.Do(func() { s.log.Warn("", script.AliasWarning(ms[0].Name())) })
 		}
 		return nil, nil
+	case "fork":
+		return nil, s.startFork(ctx, m)
+	case "unfork":
+		return nil, s.endFork(m)
 	case "cond":
 		return s.newCondition(m)
 	case "cond_on", "cond_off", "cond_wait":
@@ -570,14 +590,14 @@ func (s *session) hello(src []byte, check bool, opts script.CheckOptions) map[st
 	}
 	return map[string]any{
 		"op": "hello", "api": tableJSON(), "machines": machines, "vlans": vlans, "out_dir": outDir,
-		"filename": s.filename, "source": string(src), "check": check,
+		"filename": s.filename, "source": string(src), "check": check, "fork": opts.ForkSubtests,
 	}
 }
 
 // runScript sends the script and serves it to its end.
 func (s *session) runScript(ctx context.Context, it *interp, src []byte) error {
 	defer s.deactivateAll()
-	if err := s.conn.send(s.hello(src, false, script.CheckOptions{})); err != nil {
+	if err := s.conn.send(s.hello(src, false, script.CheckOptions{ForkSubtests: s.e.opts.ForkSubtests})); err != nil {
 		return s.died(ctx, it, err)
 	}
 	m, err := s.serve(ctx)
@@ -586,6 +606,18 @@ func (s *session) runScript(ctx context.Context, it *interp, src []byte) error {
 		return s.died(ctx, it, err)
 	case m.Op != "done":
 		return &script.ScriptError{Msg: "bridge protocol: a callback answer outside a callback", Location: script.Location{File: s.filename}, Err: ErrProtocol}
+	case len(m.Errs) > 0:
+		var errs []error
+		for _, pe := range m.Errs {
+			errs = append(errs, &script.ScriptError{Msg: script.BetweenSubtests, Location: s.location(pe), Err: script.ErrBetweenSubtests})
+		}
+		return errors.Join(errs...)
+	case m.Err == nil && len(m.Failed) > 0:
+		quoted := make([]string, len(m.Failed))
+		for i, n := range m.Failed {
+			quoted[i] = strconv.Quote(n)
+		}
+		return fmt.Errorf("%w: %d of %d (%s)", script.ErrSubtestsFailed, len(m.Failed), m.Subtests, strings.Join(quoted, ", "))
 	case m.Err == nil:
 		return nil
 	case m.Err.Stopped:
@@ -623,4 +655,60 @@ func (s *session) died(ctx context.Context, it *interp, err error) error {
 	}
 	se.Msg, se.Err = err.Error(), err
 	return se
+}
+
+// startFork starts a forked subtest (the interpreter forks itself once
+// this returns): fresh clones of every machine, and a branch of the log
+// merged whole when it ends.
+func (s *session) startFork(ctx context.Context, m inMsg) error {
+	if m.N == 0 {
+		s.log.Warn("", "--fork-subtests: the script has no top-level subtest (a `with subtest(...):` statement outside any block), so there is nothing to fork; running it as a whole")
+		return nil
+	}
+	if s.fork != nil {
+		return fmt.Errorf("%w: a forked subtest in a forked subtest", ErrProtocol)
+	}
+	if m.I == 0 {
+		s.log.Info("", fmt.Sprintf("running %d subtests on clones of the machines, one at a time, each in a fork of the Python interpreter", m.N))
+	}
+	f := &forkRun{name: m.Name, log: s.log, rep: s.rep, merge: func() {}}
+	if b, ok := s.log.(script.Brancher); ok {
+		child, merge := b.Branch()
+		s.log, s.rep, f.merge = child, child, merge
+	}
+	clones, release, err := s.e.d.ForkAll(ctx, s.log)
+	if err != nil {
+		err = fmt.Errorf("cloning the machines: %w", err)
+		end := s.log.Subtest(f.name)
+		script.ReportFailure(s.log, s.rep, script.SubtestFailure(f.name, err.Error()), nil)
+		end(err)
+		s.log, s.rep = f.log, f.rep
+		f.merge()
+		return err
+	}
+	f.release, s.clones, s.fork = release, clones, f
+	return nil
+}
+
+// endFork ends the forked subtest: a failure before its block opened is
+// reported under its name, the clones are released and its log merged.
+func (s *session) endFork(m inMsg) error {
+	f := s.fork
+	if f == nil {
+		return fmt.Errorf("%w: no forked subtest to end", ErrProtocol)
+	}
+	if m.Err != nil && !f.opened {
+		err := s.pyError(m.Err)
+		loc := s.location(m.Err)
+		end := s.log.Subtest(f.name)
+		script.ReportFailure(s.log, s.rep, script.SubtestFailure(f.name, m.Err.Msg), &loc)
+		end(err)
+	}
+	s.deactivateAll()
+	if err := f.release(); err != nil {
+		s.log.Warn("", fmt.Sprintf("releasing the clones of subtest %q: %v", f.name, err))
+	}
+	s.log, s.rep, s.clones, s.fork = f.log, f.rep, nil, nil
+	f.merge()
+	return nil
 }

@@ -735,6 +735,8 @@ def _check(hello, source, filename):
         names.add("machine")
     bound = _bound_names(tree)
     errs = _undefined(tree, bound, _global_names(hello)) + _method_errors(tree, hello["api"], names, bound)
+    if hello.get("fork"):
+        errs += _split(tree)[3]
     errs.sort(key=lambda e: (e["line"], e["col"]))
     return [dict(e, syntax=True, file=filename) for e in errs]
 
@@ -763,16 +765,102 @@ def main(fd):
     except SyntaxError as e:
         _conn.send({"op": "done", "version": version, "err": _syntax(e)})
         return
-    err = None
+    out = {"op": "done", "version": version}
+    if hello.get("fork"):
+        out.update(_run_forked(source, filename, g))
+    else:
+        out["err"] = _exec(code, g)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _conn.send(out)
+
+
+def _exec(code, g):
+    """Runs code in g; returns its failure as the engine reports one."""
     try:
         exec(code, g)  # noqa: S102 - running the test script is the point
     except TestStopped:
-        err = {"type": "TestStopped", "msg": "stopped", "stopped": True, "frames": []}
+        return {"type": "TestStopped", "msg": "stopped", "stopped": True, "frames": []}
     except BaseException as e:  # noqa: B036 - every failure is the script's result
-        err = describe(e)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    _conn.send({"op": "done", "version": version, "err": err})
+        return describe(e)
+    return None
+
+
+def _subtest_name(stmt):
+    """The name of a top-level `with subtest(...)` statement ("" when it
+    is not a literal), or None for any other statement."""
+    if not isinstance(stmt, ast.With):
+        return None
+    for item in stmt.items:
+        c = item.context_expr
+        if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == "subtest":
+            arg = c.args[0] if c.args else next((k.value for k in c.keywords if k.arg == "name"), None)
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                return arg.value
+            return ""
+    return None
+
+
+def _split(tree):
+    """Cuts a script for --fork-subtests: set-up, the top-level subtests,
+    the tail, and the statements between two subtests (errors)."""
+    body = tree.body
+    idx = [i for i, st in enumerate(body) if _subtest_name(st) is not None]
+    if not idx:
+        return body, [], [], []
+    first, last = idx[0], idx[-1]
+    subs, between = [], []
+    for st in body[first:last + 1]:
+        name = _subtest_name(st)
+        if name is None:
+            between.append({"between": True, "line": st.lineno, "col": st.col_offset + 1})
+        else:
+            subs.append((st, name or "line %d" % st.lineno))
+    return body[:first], subs, body[last + 1:], between
+
+
+def _run_forked(source, filename, g):
+    """--fork-subtests: set-up, then each top-level subtest in a fork of
+    this interpreter (its own copy of set-up's state) against the
+    engine's clones of the machines, one at a time, then the tail."""
+    tree = ast.parse(source, filename)
+    setup, subs, tail, between = _split(tree)
+    if between:
+        return {"errs": [dict(e, syntax=True, file=filename) for e in between]}
+
+    def code(stmts):
+        return compile(ast.Module(body=stmts, type_ignores=[]), filename, "exec", dont_inherit=True)
+
+    err = _exec(code(setup), g)
+    if err is not None or not subs:
+        if err is None:
+            _conn.request({"op": "fork", "n": 0})
+        return {"err": err}
+    failed = []
+    for i, (stmt, name) in enumerate(subs):
+        try:
+            _conn.request({"op": "fork", "n": len(subs), "i": i, "name": name})
+        except VMDriverError:  # no clones: reported under the subtest's name
+            failed.append(name)
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                e = _exec(code([stmt]), g)
+                sys.stdout.flush()
+                _conn.request({"op": "unfork", "err": e})
+                status = 0 if e is None else 1
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            failed.append(name)
+            if not os.WIFEXITED(status):
+                _conn.request({"op": "unfork", "err": {"type": "Died", "msg": "the subtest's interpreter died (status %d)" % status, "frames": []}})
+    return {"err": _exec(code(tail), g), "failed": failed, "subtests": len(subs)}
 
 
 def run(argv):

@@ -28,7 +28,8 @@ var errClosed = errors.New("the Python interpreter closed the connection")
 //	subtest A; enter H; end H, Err; alias
 //	cond A; cond_on H; cond_off H; cond_wait H, A
 //	ret   V or Err (a callback's answer)
-//	done  Err, Errs (check), Version
+//	fork N, I, Name; unfork Err (--fork-subtests)
+//	done  Err, Errs (check), Version, Failed, Subtests
 type inMsg struct {
 	Op      string                     `json:"op"`
 	K       string                     `json:"k"`
@@ -41,6 +42,12 @@ type inMsg struct {
 	Err     *pyErr                     `json:"err"`
 	Errs    []*pyErr                   `json:"errs"`
 	Version string                     `json:"version"`
+	// Forked subtests: fork N, I (the subtest's index of N), Name; done
+	// Failed (their names) of Subtests.
+	N        int      `json:"n"`
+	I        int      `json:"i"`
+	Failed   []string `json:"failed"`
+	Subtests int      `json:"subtests"`
 }
 
 // pyErr is an exception as the interpreter describes it.
@@ -62,6 +69,8 @@ type pyErr struct {
 	Src    string `json:"src"`
 	// Stopped: the interpreter was told the run is over.
 	Stopped bool `json:"stopped"`
+	// Between: a statement between two subtests (--fork-subtests).
+	Between bool `json:"between"`
 }
 
 // pyFrame is one frame of a traceback.
