@@ -93,6 +93,22 @@ type Param struct {
 	Deprecated string
 }
 
+// NoneValue is what the parameter holds when a script passes None, and
+// whether None is accepted: the Default for an optional Str, Int or TTY
+// (the NixOS driver's `x or default`), false for Bool, "None" for Text
+// (Python's str(None)), nil (no value, no limit) for the other types.
+func (p Param) NoneValue() (any, bool) {
+	switch p.Type {
+	case Str, Int, TTY:
+		return p.Default, !p.Required
+	case Bool:
+		return false, true
+	case Text:
+		return "None", true
+	}
+	return nil, true
+}
+
 // Func is a function of the script handed to a Go call: it calls the
 // function with args (Go values of the result types) and reports whether
 // its result is true by Python's rules.

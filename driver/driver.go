@@ -270,6 +270,10 @@ func (d *Driver) OutputDir() string { return d.cfg.OutputDir }
 // SharedDir is the host directory every machine sees at /tmp/shared.
 func (d *Driver) SharedDir() string { return d.sharedDir }
 
+// RunDir is the run's private directory (mode 0700), removed by Close:
+// the place for what a script engine needs during the run.
+func (d *Driver) RunDir() string { return d.runDir }
+
 // Logger returns the run's logger.
 func (d *Driver) Logger() Logger { return d.log }
 

@@ -131,19 +131,11 @@ func (s *Session) decode(th *starlark.Thread, fn string, p api.Param, v starlark
 		return out, nil
 	}
 	if v == starlark.None {
-		switch p.Type {
-		case api.Str, api.Int, api.TTY:
-			if !p.Required {
-				return p.Default, nil
-			}
-		case api.Bool:
-			return false, nil
-		case api.Text:
-			return strOf(v), nil
-		case api.Any:
+		if p.Type == api.Any {
 			return v, nil
-		default:
-			return nil, nil
+		}
+		if x, ok := p.NoneValue(); ok {
+			return x, nil
 		}
 	}
 	switch p.Type {

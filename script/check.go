@@ -3,7 +3,9 @@ package script
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/vmdriver/vmdriver/api"
 	"github.com/vmdriver/vmdriver/script/modules"
@@ -139,3 +141,44 @@ func literalArgs(call *syntax.CallExpr, want func(i int, name string) bool) []*s
 	}
 	return out
 }
+
+// Accepts reports whether this engine can run a script: nil when
+// CheckWith accepts it and every module it imports is one the runtime
+// has, else why not (a *ScriptError, or several joined). vmdriver runs a
+// script this engine refuses on CPython (package script/cpython) when an
+// interpreter is at hand.
+func Accepts(filename string, src []byte, opts CheckOptions) error {
+	if err := CheckWith(filename, src, opts); err != nil {
+		return err
+	}
+	r, err := rewrite(filename, src)
+	if err != nil {
+		return err
+	}
+	f, err := fileOptions.Parse(filename, r.source, 0)
+	if err != nil {
+		return r.compileError(err, universeNames)
+	}
+	have := staticModuleNames()
+	var errs []error
+	syntax.Walk(f, func(n syntax.Node) bool {
+		call, ok := n.(*syntax.CallExpr)
+		if !ok || !isIdent(call.Fn, "import_") || len(call.Args) == 0 {
+			return true
+		}
+		lit, ok := call.Args[0].(*syntax.Literal)
+		if !ok || lit.Token != syntax.STRING {
+			return true
+		}
+		name, _ := lit.Value.(string)
+		if !slices.Contains(have, name) {
+			msg := fmt.Sprintf("no module named %q in the Starlark runtime (it has %s)", name, strings.Join(have, ", "))
+			errs = append(errs, &ScriptError{Msg: msg, Location: r.mapPos(lit.TokenPos), Err: errors.New(msg)})
+		}
+		return true
+	})
+	return errors.Join(errs...)
+}
+
+// staticModuleNames are the modules scripts can import on this engine.
+var staticModuleNames = sync.OnceValue(func() []string { return newSession(Options{}).mods.set.Names() })

@@ -132,7 +132,9 @@ func (p *forkPlan) part(stmts []syntax.Stmt) *syntax.File {
 	return &syntax.File{Path: p.file.Path, Stmts: stmts, Options: p.file.Options}
 }
 
-const betweenMsg = "--fork-subtests runs every subtest from the state after set-up; move this statement before the first subtest or into a subtest"
+// BetweenSubtests is the error message for a statement between two
+// subtests of a script run with ForkSubtests.
+const BetweenSubtests = "--fork-subtests runs every subtest from the state after set-up; move this statement before the first subtest or into a subtest"
 
 // splitScript cuts the rewritten script f. A top-level subtest is a
 // `with` statement (rewritten as `for ... in with_(...)`) one of whose
@@ -159,7 +161,7 @@ func splitScript(r *rewritten, f *syntax.File) (*forkPlan, error) {
 		loc := r.mapPos(syntax.Start(st))
 		name, ok := subtestStmt(st)
 		if !ok {
-			errs = append(errs, &ScriptError{Msg: betweenMsg, Location: loc, Err: ErrBetweenSubtests})
+			errs = append(errs, &ScriptError{Msg: BetweenSubtests, Location: loc, Err: ErrBetweenSubtests})
 			continue
 		}
 		if name == "" {
@@ -473,7 +475,7 @@ func (s *Session) branch() (driver.Logger, Reporter, func()) {
 // opened as a failed subtest, so that it shows in the log and in JUnit.
 func (s *Session) failedUnopened(fs *forkState, sub forkedSubtest, err error, loc *Location) {
 	end := fs.log.Subtest(sub.name)
-	reportFailure(fs.log, fs.rep, `Test "`+sub.name+`" failed with error: "`+err.Error()+`"`, loc)
+	ReportFailure(fs.log, fs.rep, SubtestFailure(sub.name, err.Error()), loc)
 	end(err)
 }
 

@@ -135,7 +135,7 @@ y = 2
 					if !errors.As(e, &se) || !errors.Is(e, ErrBetweenSubtests) {
 						t.Fatalf("error %v (%T) is not a *ScriptError for ErrBetweenSubtests", e, e)
 					}
-					if se.Msg != betweenMsg || se.Location.File != "t.py" {
+					if se.Msg != BetweenSubtests || se.Location.File != "t.py" {
 						t.Errorf("error %q", se.Error())
 					}
 					got = append(got, fmt.Sprintf("%d:%d", se.Location.Line, se.Location.Col))
@@ -217,7 +217,7 @@ with subtest("a"):
 z = 1
 with subtest("b"):
     pass
-`, []string{"3:1: " + betweenMsg}},
+`, []string{"3:1: " + BetweenSubtests}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

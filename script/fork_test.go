@@ -62,18 +62,18 @@ func TestForkedSubtests(t *testing.T) {
 	if !errors.Is(err, script.ErrSubtestsFailed) || !strings.Contains(err.Error(), `1 of 3 ("three")`) {
 		t.Fatalf("err = %v, want ErrSubtestsFailed naming three", err)
 	}
-	got := e.log.all("subtest", "subtest-ok", "subtest-fail")
+	got := e.log.All("subtest", "subtest-ok", "subtest-fail")
 	want := []string{"subtest||one", "subtest-ok||one", "subtest||two", "subtest-ok||two", "subtest||three", "subtest-fail||three"}
 	if !slices.Equal(got, want) {
 		t.Errorf("subtests:\n got %q\nwant %q", got, want)
 	}
-	fails := e.rep.all()
+	fails := e.rep.Failures()
 	if len(fails) != 1 {
 		t.Fatalf("failures = %+v, want 1", fails)
 	}
-	if f := fails[0]; !strings.HasPrefix(f.msg, `Test "three" failed with error: "machine `) ||
-		f.loc == nil || f.loc.Line != 23 || !strings.Contains(f.loc.Source, "/tmp/two") {
-		t.Errorf("failure = %q at %+v, want three's at line 23", f.msg, f.loc)
+	if f := fails[0]; !strings.HasPrefix(f.Msg, `Test "three" failed with error: "machine `) ||
+		f.Loc == nil || f.Loc.Line != 23 || !strings.Contains(f.Loc.Source, "/tmp/two") {
+		t.Errorf("failure = %q at %+v, want three's at line 23", f.Msg, f.Loc)
 	}
 	// Every part saw its own machine: set-up and tail the original, each
 	// subtest a clone of its own.
@@ -188,7 +188,7 @@ func TestForkedSetUpFailure(t *testing.T) {
 	if !errors.As(err, &se) || se.Location.Line != 1 {
 		t.Fatalf("err = %v, want a script error at line 1", err)
 	}
-	if got := e.log.all("subtest"); len(got) != 0 {
+	if got := e.log.All("subtest"); len(got) != 0 {
 		t.Errorf("subtests ran after set-up failed: %q", got)
 	}
 }
@@ -217,8 +217,8 @@ func TestForkedWithoutSubtests(t *testing.T) {
 	if err := e.runForked(lines(`machine.succeed("true")`), 2); err != nil {
 		t.Fatal(err)
 	}
-	if !e.log.has("warn", "nothing to fork") {
-		t.Errorf("no warning: %q", e.log.all())
+	if !e.log.Has("warn", "nothing to fork") {
+		t.Errorf("no warning: %q", e.log.All())
 	}
 	if got := e.commands("machine"); !slices.Equal(got, []string{"true"}) {
 		t.Errorf("commands = %q", got)
@@ -243,8 +243,8 @@ func TestForkedGlobalTimeout(t *testing.T) {
 		t.Fatalf("err = %v, want ErrGlobalTimeout with every subtest stopped", err)
 	}
 	for _, name := range []string{"a", "b"} {
-		if e.log.count("subtest-fail", name) != 1 {
-			t.Errorf("subtest %s not reported failed: %q", name, e.log.all("subtest", "subtest-ok", "subtest-fail"))
+		if e.log.Count("subtest-fail", name) != 1 {
+			t.Errorf("subtest %s not reported failed: %q", name, e.log.All("subtest", "subtest-ok", "subtest-fail"))
 		}
 	}
 }
@@ -269,8 +269,8 @@ func TestForkedGlobals(t *testing.T) {
 	if !errors.Is(err, script.ErrSubtestsFailed) || !strings.Contains(err.Error(), `1 of 2 ("mutates")`) {
 		t.Fatalf("err = %v, want only mutates failed", err)
 	}
-	fails := e.rep.all()
-	if len(fails) != 1 || !strings.Contains(fails[0].msg, "frozen") || !strings.Contains(fails[0].msg, "change a copy") {
+	fails := e.rep.Failures()
+	if len(fails) != 1 || !strings.Contains(fails[0].Msg, "frozen") || !strings.Contains(fails[0].Msg, "change a copy") {
 		t.Errorf("failures = %+v, want mutates' with the frozen hint", fails)
 	}
 }

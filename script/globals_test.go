@@ -31,8 +31,8 @@ func TestMachineAlias(t *testing.T) {
 	t.Run("single machine", func(t *testing.T) {
 		e := machines(t, "server")
 		e.mustRun(lines(`machine.succeed("true")`, `machine.succeed("echo again")`, `assert machine.name == "server"`))
-		if n := e.log.count("warn", "deprecated"); n != 1 {
-			t.Errorf("%d deprecation warnings, want 1: %q", n, e.log.all("warn"))
+		if n := e.log.Count("warn", "deprecated"); n != 1 {
+			t.Errorf("%d deprecation warnings, want 1: %q", n, e.log.All("warn"))
 		}
 		if got := e.commands("server"); !slices.Equal(got, []string{"true", "echo again"}) {
 			t.Errorf("commands = %q", got)
@@ -41,7 +41,7 @@ func TestMachineAlias(t *testing.T) {
 	t.Run("named machine", func(t *testing.T) {
 		e := machines(t, "machine")
 		e.mustRun(`machine.succeed("true")` + "\n")
-		if n := e.log.count("warn", "deprecated"); n != 0 {
+		if n := e.log.Count("warn", "deprecated"); n != 0 {
 			t.Errorf("%d deprecation warnings for a machine really named machine", n)
 		}
 	})
@@ -62,7 +62,7 @@ func TestStartAllJoinAll(t *testing.T) {
 			t.Errorf("%s started %d times", n, s)
 		}
 	}
-	if !e.log.has("open", "start all VMs") {
+	if !e.log.Has("open", "start all VMs") {
 		t.Error("start_all logged no block")
 	}
 }
@@ -96,23 +96,23 @@ func TestSubtests(t *testing.T) {
 	if se.Location.Line != 5 {
 		t.Errorf("failure at line %d, want 5", se.Location.Line)
 	}
-	got := e.log.all("subtest", "subtest-ok", "subtest-fail")
+	got := e.log.All("subtest", "subtest-ok", "subtest-fail")
 	want := []string{"subtest||outer", "subtest||first", "subtest-ok||first", "subtest||second", "subtest-fail||second", "subtest-fail||outer"}
 	if !slices.Equal(got, want) {
 		t.Errorf("subtests:\n got %q\nwant %q", got, want)
 	}
-	fails := e.rep.all()
+	fails := e.rep.Failures()
 	if len(fails) != 2 {
 		t.Fatalf("failures = %+v, want 2", fails)
 	}
 	for i, name := range []string{"second", "outer"} {
 		f := fails[i]
 		prefix := `Test "` + name + `" failed with error: "machine server: command ` + "`exit 1`" + ` failed (exit code 1)`
-		if !strings.HasPrefix(f.msg, prefix) {
-			t.Errorf("failure %d = %q, want prefix %q", i, f.msg, prefix)
+		if !strings.HasPrefix(f.Msg, prefix) {
+			t.Errorf("failure %d = %q, want prefix %q", i, f.Msg, prefix)
 		}
-		if f.loc == nil || f.loc.Line != 5 || f.loc.File != "test.py" || !strings.Contains(f.loc.Source, `server.succeed("exit 1")`) {
-			t.Errorf("failure %d location = %+v", i, f.loc)
+		if f.Loc == nil || f.Loc.Line != 5 || f.Loc.File != "test.py" || !strings.Contains(f.Loc.Source, `server.succeed("exit 1")`) {
+			t.Errorf("failure %d location = %+v", i, f.Loc)
 		}
 	}
 	if slices.Contains(e.commands("server"), "echo never") {
@@ -134,7 +134,7 @@ func TestSubtestLeftByReturnAndBreak(t *testing.T) {
 		`            break`,
 		`x = f()`,
 	))
-	got := e.log.all("subtest", "subtest-ok", "subtest-fail", "info")
+	got := e.log.All("subtest", "subtest-ok", "subtest-fail", "info")
 	want := []string{"subtest||returns", "subtest-ok||returns", "info|server|after return", "subtest||loops", "subtest-ok||loops", "subtest||loops", "subtest-ok||loops", "subtest||loops", "subtest-ok||loops", "subtest||returns", "subtest-ok||returns"}
 	if !containsInOrder(got, want) || slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "subtest-fail") }) {
 		t.Errorf("log:\n got %q\nwant %q", got, want)
@@ -147,11 +147,11 @@ func TestSubtestPureStarlarkError(t *testing.T) {
 		`with subtest("lookup"):`,
 		`    x = {}["missing"]`,
 	), `key "missing" not in dict`)
-	fails := e.rep.all()
-	if len(fails) != 1 || !strings.Contains(fails[0].msg, `Test "lookup" failed`) || fails[0].loc == nil || fails[0].loc.Line != 2 {
+	fails := e.rep.Failures()
+	if len(fails) != 1 || !strings.Contains(fails[0].Msg, `Test "lookup" failed`) || fails[0].Loc == nil || fails[0].Loc.Line != 2 {
 		t.Errorf("failures = %+v", fails)
 	}
-	if got := e.log.all("subtest-fail"); !slices.Equal(got, []string{"subtest-fail||lookup"}) {
+	if got := e.log.All("subtest-fail"); !slices.Equal(got, []string{"subtest-fail||lookup"}) {
 		t.Errorf("log = %q", got)
 	}
 }
@@ -235,7 +235,7 @@ func TestPollingConditionForms(t *testing.T) {
 		`with c3:`,
 		`    pass`,
 	))
-	if !e.log.has("warn", "seconds_interval is deprecated") {
+	if !e.log.Has("warn", "seconds_interval is deprecated") {
 		t.Error("no deprecation warning for seconds_interval")
 	}
 	e.wantErr(lines(
@@ -258,11 +258,11 @@ func TestLogAndSerial(t *testing.T) {
 		`log.info("never")`,
 	), "fatal")
 	want := []string{"info||an info", "warn||a warning", "open||a block", "info||inside", "ok||a block", "warn||error: fatal"}
-	if got := e.log.all(); !containsInOrder(got, want) || e.log.has("info", "never") {
+	if got := e.log.All(); !containsInOrder(got, want) || e.log.Has("info", "never") {
 		t.Errorf("log = %q", got)
 	}
-	if !slices.Equal(e.rep.serial, []bool{false, true}) {
-		t.Errorf("serial = %v", e.rep.serial)
+	if !slices.Equal(e.rep.Serial(), []bool{false, true}) {
+		t.Errorf("serial = %v", e.rep.Serial())
 	}
 }
 
@@ -273,8 +273,8 @@ func TestSerialWithoutReporter(t *testing.T) {
 	if err := script.Run(testCtx(t), opts); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(e.log.serialOn, []bool{false}) {
-		t.Errorf("logger got serial %v", e.log.serialOn)
+	if !slices.Equal(e.log.SerialSwitches(), []bool{false}) {
+		t.Errorf("logger got serial %v", e.log.SerialSwitches())
 	}
 }
 
@@ -382,7 +382,7 @@ func TestTestScript(t *testing.T) {
 	if got := e.commands("server"); !slices.Equal(got, []string{"echo from the script", "echo from the script"}) {
 		t.Errorf("commands = %q", got)
 	}
-	if n := e.log.count("open", "run the VM test script"); n != 2 {
+	if n := e.log.Count("open", "run the VM test script"); n != 2 {
 		t.Errorf("%d test script blocks", n)
 	}
 }
@@ -405,7 +405,7 @@ func TestWithNeverIterated(t *testing.T) {
 		`    return False`,
 		`x = with_(polling_condition(bad), subtest("orphan"))`,
 	))
-	if got := e.log.all("subtest", "subtest-ok"); !slices.Equal(got, []string{"subtest||orphan", "subtest-ok||orphan"}) {
+	if got := e.log.All("subtest", "subtest-ok"); !slices.Equal(got, []string{"subtest||orphan", "subtest-ok||orphan"}) {
 		t.Errorf("subtests = %q", got)
 	}
 	// The condition is no longer active.

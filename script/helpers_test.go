@@ -5,15 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend/mock"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/internal/guestcmd"
+	"github.com/vmdriver/vmdriver/internal/testenv"
 	"github.com/vmdriver/vmdriver/script"
 )
 
@@ -27,113 +26,11 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// entry is one logged record.
-type entry struct{ kind, machine, msg string }
-
-func (e entry) String() string { return e.kind + "|" + e.machine + "|" + e.msg }
-
-// recLogger records everything logged, in order.
-type recLogger struct {
-	mu       sync.Mutex
-	entries  []entry
-	serialOn []bool
-}
-
-func (l *recLogger) add(kind, machine, msg string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.entries = append(l.entries, entry{kind, machine, msg})
-}
-
-func (l *recLogger) Info(machine, msg string)    { l.add("info", machine, msg) }
-func (l *recLogger) Warn(machine, msg string)    { l.add("warn", machine, msg) }
-func (l *recLogger) Serial(machine, line string) { l.add("serial", machine, line) }
-func (l *recLogger) Nested(machine, msg string) func(error) {
-	l.add("open", machine, msg)
-	return func(err error) {
-		if err != nil {
-			l.add("fail", machine, msg)
-		} else {
-			l.add("ok", machine, msg)
-		}
-	}
-}
-func (l *recLogger) Subtest(name string) func(error) {
-	l.add("subtest", "", name)
-	return func(err error) {
-		if err != nil {
-			l.add("subtest-fail", "", name)
-		} else {
-			l.add("subtest-ok", "", name)
-		}
-	}
-}
-func (l *recLogger) SetSerialOutput(on bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.serialOn = append(l.serialOn, on)
-}
-
-// all returns the entries of the given kinds ("" for all), as strings.
-func (l *recLogger) all(kinds ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, e := range l.entries {
-		if len(kinds) == 0 || slices.Contains(kinds, e.kind) {
-			out = append(out, e.String())
-		}
-	}
-	return out
-}
-
-func (l *recLogger) has(kind, substr string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.ContainsFunc(l.entries, func(e entry) bool { return e.kind == kind && strings.Contains(e.msg, substr) })
-}
-
-func (l *recLogger) count(kind, substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, e := range l.entries {
-		if e.kind == kind && strings.Contains(e.msg, substr) {
-			n++
-		}
-	}
-	return n
-}
-
-// failure is one Reporter.Failure call.
-type failure struct {
-	msg string
-	loc *script.Location
-}
-
-type recReporter struct {
-	mu       sync.Mutex
-	failures []failure
-	serial   []bool
-}
-
-func (r *recReporter) Failure(msg string, loc *script.Location) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failures = append(r.failures, failure{msg, loc})
-}
-
-func (r *recReporter) SetSerialOutput(on bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.serial = append(r.serial, on)
-}
-
-func (r *recReporter) all() []failure {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.failures)
-}
+// recLogger and recReporter record what a run logs and reports.
+type (
+	recLogger   = testenv.Log
+	recReporter = testenv.Reporter
+)
 
 // env is a driver on the mock backend with recording logger and reporter.
 type env struct {

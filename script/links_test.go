@@ -47,7 +47,7 @@ func TestLinkMethods(t *testing.T) {
 			if got := e.guest("server").LinkCalls(); !slices.Equal(got, want) {
 				t.Errorf("SetLink calls %+v, want %+v", got, want)
 			}
-			got := e.log.all("open")
+			got := e.log.All("open")
 			want2 := []string{
 				"open|server|unplugging the network cable of virtio-net-pci.1 (vlan 1), virtio-net-pci.2 (vlan 2)",
 				"open|server|plugging in the network cable of virtio-net-pci.1 (vlan 1), virtio-net-pci.2 (vlan 2)",

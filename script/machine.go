@@ -3,9 +3,7 @@ package script
 import (
 	"fmt"
 	"hash/fnv"
-	"regexp"
 	"sort"
-	"strings"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -234,42 +232,10 @@ func (a *machineAlias) CompareSameType(op syntax.Token, y starlark.Value, depth 
 
 func (a *machineAlias) Attr(name string) (starlark.Value, error) {
 	a.once.Do(func() {
-		a.mv.s.log.Warn("", fmt.Sprintf("using the implicit name `machine` for the only machine is deprecated; call it by its name, %s", driver.PythonName(a.mv.m.Name())))
+		a.mv.s.log.Warn("", AliasWarning(a.mv.m.Name()))
 	})
 	return a.mv.Attr(name)
 }
 
-// pyRegex translates the Python regular expression syntax that differs
-// from Go's RE2: \Z is \z; backreferences and lookaround do not exist
-// in RE2 and are reported.
-func pyRegex(p string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		ch := p[i]
-		switch {
-		case ch == '\\' && i+1 < len(p):
-			next := p[i+1]
-			i++
-			switch {
-			case next == 'Z':
-				b.WriteString(`\z`)
-			case next >= '1' && next <= '9':
-				return "", fmt.Errorf("regular expression %q: backreferences (\\%c) are not supported", p, next)
-			default:
-				b.WriteByte('\\')
-				b.WriteByte(next)
-			}
-		case ch == '(' && strings.HasPrefix(p[i:], "(?P="):
-			return "", fmt.Errorf("regular expression %q: backreferences ((?P=...)) are not supported", p)
-		case ch == '(' && (strings.HasPrefix(p[i:], "(?=") || strings.HasPrefix(p[i:], "(?!") || strings.HasPrefix(p[i:], "(?<=") || strings.HasPrefix(p[i:], "(?<!")):
-			return "", fmt.Errorf("regular expression %q: lookahead and lookbehind are not supported", p)
-		default:
-			b.WriteByte(ch)
-		}
-	}
-	out := b.String()
-	if _, err := regexp.Compile(out); err != nil {
-		return "", fmt.Errorf("regular expression %q: %w", p, err)
-	}
-	return out, nil
-}
+// pyRegex translates a Python regular expression to Go's syntax.
+var pyRegex = api.Regexp

@@ -242,7 +242,7 @@ func TestMachineMethods(t *testing.T) {
 			`with server.nested("a block"):`,
 			`    server.log("inside")`,
 		), func(t *testing.T, e *env) {
-			got := e.log.all("info", "open", "ok")
+			got := e.log.All("info", "open", "ok")
 			want := []string{"info|server|a note", "open|server|a block", "info|server|inside", "ok|server|a block"}
 			if !containsInOrder(got, want) {
 				t.Errorf("log = %q, want in order %q", got, want)

@@ -57,7 +57,7 @@ func TestPythonScript(t *testing.T) {
 	if got := e.stdout.String(); got != "  ok|\n" {
 		t.Errorf("stdout = %q", got)
 	}
-	if got := e.log.all("open", "ok"); !containsInOrder(got, []string{"open|server|block", "ok|server|block"}) {
+	if got := e.log.All("open", "ok"); !containsInOrder(got, []string{"open|server|block", "ok|server|block"}) {
 		t.Errorf("log = %q", got)
 	}
 }

@@ -255,17 +255,8 @@ func cleanExit(err error) bool {
 	return errors.As(err, &se) && se.Code == 0 && se.Msg == ""
 }
 
-// syncMachines runs `sync` on every configured machine that is up, as
-// the NixOS driver does after the test script.
-func (s *Session) syncMachines(ctx context.Context) {
-	for _, m := range s.d.Machines() {
-		if m.IsUp() {
-			if _, err := m.Execute(ctx, "sync"); err != nil {
-				s.log.Warn(m.Name(), "sync after the test script failed: "+err.Error())
-			}
-		}
-	}
-}
+// syncMachines runs `sync` on every configured machine that is up.
+func (s *Session) syncMachines(ctx context.Context) { SyncMachines(ctx, s.d, s.log) }
 
 // Exec runs one piece of script text (a REPL input) against globals,
 // which it updates with the names the text defines; globals should start
@@ -498,11 +489,12 @@ func (s *Session) failure(th *starlark.Thread, msg string, loc *Location) {
 	if fs := forkOf(th); fs != nil {
 		log, rep = fs.log, fs.rep
 	}
-	reportFailure(log, rep, msg, loc)
+	ReportFailure(log, rep, msg, loc)
 }
 
-// reportFailure reports a failure to rep, or to log as a "!!!" warning.
-func reportFailure(log driver.Logger, rep Reporter, msg string, loc *Location) {
+// ReportFailure reports a failure to rep, or to log as a "!!!" warning
+// (without a Reporter), as every engine does.
+func ReportFailure(log driver.Logger, rep Reporter, msg string, loc *Location) {
 	if rep != nil {
 		rep.Failure(msg, loc)
 		return

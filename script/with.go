@@ -285,7 +285,7 @@ func (c *subtestCM) exit(th *starlark.Thread, err error) error {
 	end := c.ends[len(c.ends)-1]
 	c.ends = c.ends[:len(c.ends)-1]
 	if err != nil {
-		c.s.failure(th, `Test "`+c.name+`" failed with error: "`+errorMessage(err)+`"`+frozenHint(th, err), c.s.errorLocation(th, err))
+		c.s.failure(th, SubtestFailure(c.name, errorMessage(err)+frozenHint(th, err)), c.s.errorLocation(th, err))
 	}
 	end(err)
 	return nil

@@ -33,7 +33,8 @@ func main() {
 	n := flag.Int("n", 5, "boots per side for the spawn-to-shell comparison")
 	cmds := flag.Int("cmds", 30, "commands per side for the round-trip comparison")
 	bin := flag.String("vmdriver", "build/vmdriver", "the vmdriver binary, for the start-up measurement")
-	only := flag.String("only", "", "comma-separated sections to run (script,spawn,roundtrip,throughput,network,fork,warm,suite,memory); default all")
+	python3 := flag.String("python", "", "the Python interpreter for the python section (default: python3 from PATH)")
+	only := flag.String("only", "", "comma-separated sections to run (script,spawn,roundtrip,throughput,network,fork,warm,suite,memory,python); default all")
 	flag.Parse()
 	if *images == "" {
 		fmt.Fprintln(os.Stderr, "vmdriver-bench: set -images or VMDRIVER_IMAGES (run `make images`)")
@@ -51,6 +52,7 @@ func main() {
 		cmds:    *cmds,
 		bin:     *bin,
 		only:    *only,
+		python3: *python3,
 	}
 	var rep bytes.Buffer
 	if err := b.run(ctx, io.MultiWriter(os.Stdout, &rep)); err != nil {
@@ -70,6 +72,7 @@ type bench struct {
 	n, cmds          int
 	bin              string
 	only             string
+	python3          string
 }
 
 func (b *bench) want(section string) bool {
@@ -152,6 +155,13 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 		fmt.Fprintln(w)
 		if err := b.suite(ctx, w); err != nil {
 			return fmt.Errorf("suite: %w", err)
+		}
+	}
+	if b.want("python") {
+		fmt.Fprintln(w, "\n## CPython bridge: per-call cost and start-up against Starlark")
+		fmt.Fprintln(w)
+		if err := b.pythonBridge(ctx, w, b.minimal); err != nil {
+			return fmt.Errorf("python: %w", err)
 		}
 	}
 	if b.want("memory") {

@@ -39,6 +39,9 @@ type runFlags struct {
 	warmFrom      string
 	jobs          int // 0: not given
 	backend       string
+	python        bool   // --python: run on CPython
+	starlark      bool   // --starlark: run on Starlark
+	pythonBin     string // --python-bin
 	positional    []string
 }
 
@@ -73,6 +76,9 @@ func newRunFlagSet(name string, f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.warm, "warm", os.Getenv("VMDRIVER_WARM") == "1", "start machines from post-boot snapshots of earlier runs (boot cold and save one when there is none); env VMDRIVER_WARM=1")
 	fs.StringVar(&f.warmFrom, "warm-from", "", "start machines warm from the entries in `DIR` (made by an earlier --warm run's cache or shared by CI), never writing there")
 	fs.StringVar(&f.backend, "backend", defaultBackend, fmt.Sprintf("hypervisor backend the machines run on (%s)", strings.Join(backendNames(), ", ")))
+	fs.BoolVar(&f.python, "python", false, "run the script in a real CPython (3.9 or newer) instead of the Starlark engine")
+	fs.BoolVar(&f.starlark, "starlark", false, "run the script on the Starlark engine, even if it refuses it")
+	fs.StringVar(&f.pythonBin, "python-bin", "", "the Python interpreter's `PATH` (default: python3 from PATH)")
 	fs.BoolVar(&f.forkSubtests, "fork-subtests", false, "boot once, run the script's set-up (everything before the first top-level subtest), then each top-level subtest on its own clones of the machines, in parallel")
 	jobs := func(s string) error {
 		n, err := strconv.Atoi(s)
@@ -98,6 +104,10 @@ func (f *runFlags) checkCombinations() error {
 		return usageError{"-j/--jobs applies only with --fork-subtests"}
 	case f.forkSubtests && f.interactive && !f.noInteractive:
 		return usageError{"--fork-subtests runs the script as a suite and cannot be combined with -I/--interactive"}
+	case f.python && f.starlark:
+		return usageError{"--python and --starlark choose one engine each; give one"}
+	case f.python && f.interactive && !f.noInteractive:
+		return usageError{"-I/--interactive runs on the Starlark engine and cannot be combined with --python"}
 	}
 	return nil
 }

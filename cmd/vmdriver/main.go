@@ -96,7 +96,8 @@ commands:
         run CODE as the test script
   check SCRIPT [FLAGS]
         rewrite, parse and resolve SCRIPT against the machine names; boots
-        nothing; exit 0 when fine, 2 otherwise
+        nothing; says which engine would run it; exit 0 when fine, 2
+        otherwise
 
   flags (both nixos-test-driver spellings): --config FILE, --start-scripts
   "A B", --vm-names/--vm-start-scripts, --vlans "1 2", --global-timeout SECS,
@@ -111,6 +112,12 @@ commands:
         and save one once the guest settled. Entries live in the image
         cache's warm/ directory (image list/prune). --warm-from DIR uses
         DIR's entries without writing there
+
+  --python, --starlark, --python-bin PATH
+        the script engine: by default a script the Starlark engine accepts
+        runs there, any other in a real CPython 3.9+ (python3 from PATH, or
+        --python-bin), with the same globals and log; the run's log says
+        why in one line. --python and --starlark force one
 
   --fork-subtests [-j/--jobs N]
         run the script as a suite: boot the machines once, run its set-up

@@ -95,7 +95,7 @@ func TestCheck(t *testing.T) {
 		{"good", good, exitOK, "ok"},
 		{"syntax", syntax, exitUsage, "syntax.py:2:"},
 		{"unknown machine", unknown, exitUsage, "did you mean server"},
-		{"class", class, exitUsage, "class.py:2:1"},
+		{"class", class, exitOK, "ok, runs on CPython"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, stdout, stderr := vmdriver(t, "check", scripts, tt.path)

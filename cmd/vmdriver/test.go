@@ -14,6 +14,7 @@ import (
 	"github.com/vmdriver/vmdriver/internal/hosttools"
 	"github.com/vmdriver/vmdriver/report"
 	"github.com/vmdriver/vmdriver/script"
+	"github.com/vmdriver/vmdriver/script/cpython"
 )
 
 // Exit codes of a test run, beyond exitOK, exitFail and exitUsage.
@@ -94,14 +95,23 @@ func runTestWith(ctx context.Context, kind testCmd, name string, args []string, 
 	for _, m := range cfg.Machines {
 		names = append(names, m.Name)
 	}
+	var eng engine // Starlark unless the script needs CPython
 	if src != nil {
-		if err := script.CheckWith(filename, src, script.CheckOptions{Machines: names, VLANs: cfg.VLANs, ForkSubtests: f.forkSubtests}); err != nil {
+		eng, err = chooseEngine(ctx, &f, filename, src, script.CheckOptions{Machines: names, VLANs: cfg.VLANs, ForkSubtests: f.forkSubtests})
+		if err != nil {
 			printScriptError(stderr, err)
+			if f.python && errors.Is(err, hosttools.ErrMissing) {
+				return exitInfra
+			}
 			return exitUsage
 		}
 	}
 	if kind == cmdCheck {
-		fmt.Fprintf(stdout, "%s: ok\n", filename)
+		why := ""
+		if eng.why != "" {
+			why = ": " + eng.why
+		}
+		fmt.Fprintf(stdout, "%s: ok, runs on %s%s\n", filename, eng, why)
 		return exitOK
 	}
 
@@ -136,7 +146,13 @@ func runTestWith(ctx context.Context, kind testCmd, name string, args []string, 
 	if f.interactive && !f.noInteractive {
 		return repl(ctx, opts, stdin, stdout, stderr)
 	}
-	err = script.Run(ctx, opts) // under the driver's global timeout
+	// Both engines run under the driver's global timeout.
+	if eng.python != "" {
+		log.Info("", fmt.Sprintf("running the test script on %s: %s", eng, eng.why))
+		err = cpython.Run(ctx, cpython.Options{Options: opts, Python: eng.python})
+	} else {
+		err = script.Run(ctx, opts)
+	}
 	if err != nil {
 		reportFailure(log, err)
 	}
