@@ -21,7 +21,7 @@ var Globals = []Method{
 	{Name: "subtest", Params: []Param{req("name", Str)}, Returns: "context manager", Engine: true,
 		Doc: "A named log block for a with statement; its failure is reported under its name."},
 	{Name: "retry", Params: []Param{req("fn", Function), {Name: "timeout", Type: Seconds, Default: machine.DefaultWaitTimeout},
-		{Name: "timeout_seconds", Type: Seconds}}, Returns: "None",
+		{Name: "timeout_seconds", Type: Seconds, Deprecated: "timeout"}}, Returns: "None",
 		Doc: "Call fn(last_try) about once a second until it returns a true value.", Call: gRetry},
 	{Name: "polling_condition", Params: []Param{{Name: "fun", Type: Function}, {Name: "interval", Type: Seconds, Default: driver.DefaultPollingInterval, KeywordOnly: true},
 		{Name: "seconds_interval", Type: Seconds, KeywordOnly: true, Deprecated: "interval"}, {Name: "description", Type: Str, KeywordOnly: true}},

@@ -36,10 +36,12 @@ func TestNetOutboundBoot(t *testing.T) {
 				t.Fatalf("the --net-outbound start script still restricts, or does not tell the guest:\n%s", script)
 			}
 			vm := startVM(t, paths[0], "wide", tt.boot)
-			if got := vm.succeed(t, "ip -4 -o addr show dev eth0 | awk '{print $4}'"); got != "10.0.2.15/24\n" {
+			// networkd applies its configuration in the background, after
+			// the shell is up: wait for it (at most a minute) before looking.
+			addr := "for i in $(seq 600); do a=$(ip -4 -o addr show dev eth0 | awk '{print $4}'); [ -n \"$a\" ] && break; sleep 0.1; done; echo $a"
+			if got := vm.succeed(t, addr); got != "10.0.2.15/24\n" {
 				t.Errorf("eth0 has %q, want 10.0.2.15/24", got)
 			}
-			// networkd applies its configuration in the background.
 			route := "for i in $(seq 600); do r=$(ip -4 route show default); [ -n \"$r\" ] && break; sleep 0.1; done; echo $r | awk '{print $1, $2, $3, $4, $5}'"
 			if got := vm.succeed(t, route); got != "default via 10.0.2.2 dev eth0\n" {
 				t.Errorf("default route %q, want via 10.0.2.2 on eth0", got)
