@@ -130,7 +130,7 @@ func TestWarmNotUsed(t *testing.T) {
 	}
 	// Kept state: the disk is the state to keep, so never warm.
 	warmRun(t, machine.WithWarm(cache))
-	kept := warmRun(t, machine.WithWarm(cache), machine.WithKeepState())
+	kept := warmRun(t, machine.WithWarm(cache), machine.WithKeepState(), machine.WithStateDir(t.TempDir()))
 	if kept.b.Restores("m1") != 0 || !kept.log.has("info", "the machine's state is kept") {
 		t.Errorf("a machine with kept state started warm:\n%v", kept.log.entries)
 	}
