@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	goimage "image"
 	"net"
 	"os"
 	"os/exec"
@@ -37,7 +38,7 @@ func testCacheDir(t *testing.T) string {
 
 // needBuildHost skips (or fails under make test) unless this host can
 // build and boot guests of kind: QEMU and the Debian tools, and root for
-// the systemd kind (debootstrap). The Debian mirror must be reachable
+// the systemd and desktop kinds (debootstrap). The Debian mirror must be reachable
 // unless the cache is warm.
 func needBuildHost(t *testing.T, kind Kind) {
 	t.Helper()
@@ -46,17 +47,17 @@ func needBuildHost(t *testing.T, kind Kind) {
 	}
 	testenv.NeedQEMU(t)
 	tools := []string{"apt-get", "apt-cache", "dpkg-deb", "depmod", "xz"}
-	if kind == Systemd {
+	if kind.rootfs() {
 		tools = append(tools, "qemu-img", "debootstrap", "mkfs.ext4")
 	}
 	for _, tool := range tools {
 		testenv.NeedCommand(t, tool)
 	}
-	if kind == Systemd && !isRoot() {
+	if kind.rootfs() && !isRoot() {
 		if testenv.Required() {
-			t.Fatal("building the systemd guest needs root")
+			t.Fatalf("building the %s guest needs root", kind)
 		}
-		t.Skip("building the systemd guest needs root")
+		t.Skipf("building the %s guest needs root", kind)
 	}
 }
 
@@ -398,6 +399,9 @@ func checkGuest(t *testing.T, vm *testVM, kind Kind, name string) {
 		t.Errorf("48 KiB output came back as %d bytes", len(big))
 	}
 	vm.succeed(t, "test -c /dev/vcs1 && fold -w80 /dev/vcs1 >/dev/null")
+	if kind == Minimal {
+		checkConsoleScreen(t, vm)
+	}
 	checkIsolated(t, vm)
 	if kind == Systemd {
 		out, st := vm.run(t, "timeout 100 systemctl is-system-running --wait", 110*time.Second)
@@ -410,6 +414,27 @@ func checkGuest(t *testing.T, vm *testVM, kind Kind, name string) {
 		}
 		vm.succeed(t, "systemctl is-active backdoor.service systemd-networkd.service systemd-journald.service")
 	}
+}
+
+// checkConsoleScreen checks that the VGA screen shows the guest's console:
+// once the bochs DRM driver is up, a screenshot has the size of its
+// frame buffer (not the firmware's 720x400 text mode) and is not blank.
+func checkConsoleScreen(t *testing.T, vm *testVM) {
+	t.Helper()
+	poll(t, vm, "frame buffer console", "test -e /sys/class/graphics/fbcon && grep -q bochs /proc/fb")
+	var w, h int
+	size := vm.succeed(t, "cat /sys/class/graphics/fb0/virtual_size")
+	if _, err := fmt.Sscanf(size, "%d,%d", &w, &h); err != nil {
+		t.Fatalf("fb0 virtual_size %q: %v", size, err)
+	}
+	shot := vm.screendump(t)
+	if got := shot.Bounds().Size(); got != goimage.Pt(w, h) {
+		t.Errorf("screenshot of %v, want the frame buffer's %dx%d", got, w, h)
+	}
+	if _, sd, _ := screenStats(shot); sd < 5 {
+		t.Errorf("the console screen is blank: %s", describe(shot))
+	}
+	t.Logf("console screen %v: %s", shot.Bounds().Size(), describe(shot))
 }
 
 // TestConcurrentBuilds starts two cold builds of the minimal image into a
@@ -484,18 +509,38 @@ func TestConcurrentBuilds(t *testing.T) {
 // output: what QEMU itself reports.
 func (vm *testVM) monitor(t *testing.T, cmd string) string {
 	t.Helper()
+	var out string
+	vm.qmpExecute(t, "human-monitor-command", map[string]string{"command-line": cmd}, &out)
+	return out
+}
+
+// qmpExecute runs one QMP command, connecting as soon as QEMU listens:
+// right after launchVM, before the guest runs anything, it waits for
+// the socket (for at most 30 s, or until QEMU exits).
+func (vm *testVM) qmpExecute(t *testing.T, command string, args, result any) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := qmp.Dial(ctx, "unix", vm.qmp)
-	if err != nil {
-		t.Fatalf("%s: QMP: %v", vm.name, err)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var c *qmp.Client
+	for {
+		var err error
+		if c, err = qmp.Dial(ctx, "unix", vm.qmp); err == nil {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-vm.done:
+			t.Fatalf("%s: QEMU exited before its QMP socket answered: %v\n%s", vm.name, vm.waitErr, vm.serial.tail(30))
+		case <-ctx.Done():
+			t.Fatalf("%s: QMP: %v", vm.name, err)
+		}
 	}
 	defer c.Close()
-	var out string
-	if err := c.Execute(ctx, "human-monitor-command", map[string]string{"command-line": cmd}, &out); err != nil {
-		t.Fatalf("%s: %s: %v", vm.name, cmd, err)
+	if err := c.Execute(ctx, command, args, result); err != nil {
+		t.Fatalf("%s: QMP %s: %v", vm.name, command, err)
 	}
-	return out
 }
 
 // checkIsolated checks, from inside the guest, what keeps it inside the

@@ -3,12 +3,16 @@
 // `run-<name>-vm` contract, so the driver boots them exactly like NixOS
 // test VMs.
 //
-// Two kinds exist. Minimal is a Debian kernel plus an initramfs holding
+// Three kinds exist. Minimal is a Debian kernel plus an initramfs holding
 // static busybox and bash that runs the backdoor shell directly (about two
 // seconds to the banner under TCG, no root needed to build). Systemd is a
 // debootstrap'ed Debian root file system on a raw ext4 image with a
 // backdoor.service, the realistic target for wait_for_unit and friends
-// (needs root to build).
+// (needs root to build). Desktop is the systemd guest plus an X11 session
+// as NixOS X11 tests expect it: user alice logged into display :0 with a
+// window manager, xterm, xdotool and the X utilities, on QEMU's VGA
+// (Xorg) or, built with NoVGA, on Xvfb. Systemd and Desktop guests take
+// extra Debian packages (Options.Packages).
 //
 // Images are cached by content under CacheDir/images/<kind>-<hash>/: the
 // hash covers the exact package versions and every builder input, so a
@@ -44,11 +48,19 @@ const (
 	// Systemd is a debootstrap'ed Debian guest booting systemd from a
 	// virtio disk, with the backdoor as a systemd service.
 	Systemd Kind = "systemd"
+	// Desktop is the systemd guest with an X11 session: Xorg on QEMU's
+	// VGA (Xvfb without one), a window manager, xterm and xdotool, user
+	// alice logged into display :0.
+	Desktop Kind = "desktop"
 )
+
+// rootfs reports whether guests of kind boot a debootstrap'ed root file
+// system (built as root) rather than staying in the initramfs.
+func (k Kind) rootfs() bool { return k == Systemd || k == Desktop }
 
 // Options says what Build builds and where.
 type Options struct {
-	// Kind is the guest kind (Minimal or Systemd).
+	// Kind is the guest kind (Minimal, Systemd or Desktop).
 	Kind Kind
 	// OutDir receives one start script run-NAME-vm per name. It is
 	// created if missing.
@@ -71,6 +83,18 @@ type Options struct {
 	// for a test that must download something, knowing that a guest
 	// then sees whatever the host can reach.
 	NetOutbound bool
+	// NoVGA gives the machines no display device (QEMU -vga none), as
+	// on hosts or in tests that have no screen: a Desktop guest then
+	// runs its X session on Xvfb instead of Xorg. The image is the same
+	// either way; only the start scripts differ.
+	NoVGA bool
+	// Packages are extra Debian packages to install, with their
+	// dependencies (not their recommendations), into a Systemd or
+	// Desktop guest, so tests can exercise their own software. The
+	// image is cached by the whole package set. The Minimal guest, a
+	// busybox initramfs without a C library or package database, takes
+	// none.
+	Packages []string
 	// Logf, if set, receives progress messages (including "cache hit").
 	Logf func(format string, args ...any)
 }
@@ -88,7 +112,7 @@ var (
 
 // builderVersion is part of every image hash: bump it whenever the build
 // steps change in a way the hashed inputs do not capture.
-const builderVersion = "vmdriver-images-1"
+const builderVersion = "vmdriver-images-2"
 
 // Build builds (or finds in the cache) the image of opts.Kind and writes
 // OutDir/run-NAME-vm for every machine, returning the scripts' paths in
@@ -121,7 +145,7 @@ func Build(ctx context.Context, opts Options) ([]string, error) {
 
 	b := &builder{cache: cacheDir, logf: logf}
 	start := time.Now()
-	img, err := b.image(ctx, opts.Kind)
+	img, err := b.image(ctx, opts.Kind, opts.Packages)
 	if err != nil {
 		return nil, fmt.Errorf("build %s image: %w", opts.Kind, err)
 	}
@@ -133,7 +157,7 @@ func Build(ctx context.Context, opts Options) ([]string, error) {
 	var paths []string
 	for _, n := range nodes {
 		p := filepath.Join(outDir, "run-"+n.Name+"-vm")
-		if err := writeFileAtomic(p, []byte(renderScript(img, nodes, n, opts.NetOutbound)), 0o755); err != nil {
+		if err := writeFileAtomic(p, []byte(renderScript(img, nodes, n, scriptOptions{outbound: opts.NetOutbound, noVGA: opts.NoVGA})), 0o755); err != nil {
 			return nil, fmt.Errorf("write start script for %q: %w", n.Name, err)
 		}
 		paths = append(paths, p)
@@ -145,14 +169,17 @@ func Build(ctx context.Context, opts Options) ([]string, error) {
 // validate checks opts and returns the numbered nodes of opts.Names.
 func validate(opts Options) ([]Node, error) {
 	switch opts.Kind {
-	case Minimal, Systemd:
+	case Minimal, Systemd, Desktop:
 	case "":
-		return nil, fmt.Errorf("%w: no kind given (use %q or %q)", ErrBadOptions, Minimal, Systemd)
+		return nil, fmt.Errorf("%w: no kind given (use %q, %q or %q)", ErrBadOptions, Minimal, Systemd, Desktop)
 	default:
-		return nil, fmt.Errorf("%w: unknown kind %q (use %q or %q)", ErrBadOptions, opts.Kind, Minimal, Systemd)
+		return nil, fmt.Errorf("%w: unknown kind %q (use %q, %q or %q)", ErrBadOptions, opts.Kind, Minimal, Systemd, Desktop)
 	}
 	if opts.OutDir == "" {
 		return nil, fmt.Errorf("%w: no output directory given", ErrBadOptions)
+	}
+	if err := checkPackages(opts.Kind, opts.Packages); err != nil {
+		return nil, err
 	}
 	return ParseNodes(opts.Names)
 }

@@ -447,6 +447,14 @@ func TestValidate(t *testing.T) {
 		{"no out dir", func(o *Options) { o.OutDir = "" }, ErrBadOptions, "output directory"},
 		{"no names", func(o *Options) { o.Names = nil }, ErrBadOptions, "no machine names"},
 		{"bad spec", func(o *Options) { o.Names = []string{"a:"} }, ErrBadOptions, "empty VLAN list"},
+		{"desktop", func(o *Options) { o.Kind, o.NoVGA = Desktop, true }, nil, ""},
+		{"packages", func(o *Options) { o.Kind, o.Packages = Systemd, []string{"jq", "g++", "libc6.1", "xserver-xorg-core"} }, nil, ""},
+		{"packages on minimal", func(o *Options) { o.Packages = []string{"jq"} }, ErrBadOptions, "build --kind systemd or desktop"},
+		{"upper case package", func(o *Options) { o.Kind, o.Packages = Desktop, []string{"JQ"} }, ErrBadOptions, `"JQ" is not a Debian package name`},
+		{"one-letter package", func(o *Options) { o.Kind, o.Packages = Systemd, []string{"j"} }, ErrBadOptions, "at least two characters"},
+		{"option as package", func(o *Options) { o.Kind, o.Packages = Systemd, []string{"--purge"} }, ErrBadOptions, "not a Debian package name"},
+		{"version pin", func(o *Options) { o.Kind, o.Packages = Systemd, []string{"jq=1.6"} }, ErrBadOptions, "no versions"},
+		{"empty package", func(o *Options) { o.Kind, o.Packages = Systemd, []string{""} }, ErrBadOptions, "not a Debian package name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -485,6 +493,8 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 		initrd: "/c/images/minimal-x/initrd", memMiB: 512, params: minimalParams}
 	systemd := &image{kind: Systemd, dir: "/c/i/systemd-y", kernel: "/c/i/systemd-y/vmlinux",
 		initrd: "/c/i/systemd-y/initrd", disk: "/c/i/systemd y/root.img", memMiB: 512, params: systemdParams}
+	desktop := &image{kind: Desktop, dir: "/c/i/desktop-z", kernel: "/c/i/desktop-z/vmlinux",
+		initrd: "/c/i/desktop-z/initrd", disk: "/c/i/desktop-z/root.img", memMiB: 1024, params: systemdParams}
 
 	argAfter := func(args []string, flag string) string {
 		for i, a := range args {
@@ -495,17 +505,17 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 		return ""
 	}
 	tests := []struct {
-		name     string
-		img      *image
-		outbound bool              // image build --net-outbound
-		specs    []string          // the build's machines; the script is vm1's. Default: vm1 alone.
-		env      map[string]string // values may use {work}
-		extra    []string
+		name  string
+		img   *image
+		opts  scriptOptions     // image build --net-outbound, --no-vga
+		specs []string          // the build's machines; the script is vm1's. Default: vm1 alone.
+		env   map[string]string // values may use {work}
+		extra []string
 		// failure, if set, says the script must fail with this on stderr.
 		failure string
 		check   func(t *testing.T, args, imgArgs []string, work string)
 	}{
-		{"minimal defaults", minimal, false, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
+		{"minimal defaults", minimal, scriptOptions{}, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				want := []string{"-name", "vm1", "-machine", "pc,accel=kvm:tcg", "-m", "512", "-smp", "1",
 					"-device", "virtio-rng-pci", "-netdev", "user,id=user.0,restrict=on",
@@ -528,7 +538,7 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("minimal script ran qemu-img %q", imgArgs)
 				}
 			}},
-		{"env options and extra args", minimal, false, nil, map[string]string{
+		{"env options and extra args", minimal, scriptOptions{}, nil, map[string]string{
 			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "SHARED_DIR": "{work}/sh,ared",
 			"QEMU_NET_OPTS": "hostfwd=tcp:127.0.0.1:2222-:22", "QEMU_KERNEL_PARAMS": "quiet loglevel=3",
 			"QEMU_OPTS": "-cpu max  -vga none"}, []string{"-qmp", "unix:/s p/qmp,server=on,wait=off"}, "",
@@ -547,14 +557,14 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("argv ends %q, want $QEMU_OPTS split then \"$@\" intact: %q", got, tailWant)
 				}
 			}},
-		{"own temp dir without USE_TMPDIR", minimal, false, nil, map[string]string{"TMPDIR": "{work}/tmp"}, nil, "",
+		{"own temp dir without USE_TMPDIR", minimal, scriptOptions{}, nil, map[string]string{"TMPDIR": "{work}/tmp"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				v := argAfter(args, "-virtfs")
 				if !strings.HasPrefix(v, "local,path="+work+"/tmp/vmdriver-vm.") || !strings.Contains(v, "/xchg,") {
 					t.Errorf("-virtfs %q: want a fresh mktemp dir under TMPDIR", v)
 				}
 			}},
-		{"systemd creates the overlay", systemd, false, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
+		{"systemd creates the overlay", systemd, scriptOptions{}, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				disk := work + "/cwd/vm1.qcow2"
 				wantImg := []string{"create", "-q", "-f", "qcow2", "-b", "/c/i/systemd y/root.img", "-F", "raw", disk}
@@ -568,7 +578,7 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("-append %q lacks root=/dev/vda", got)
 				}
 			}},
-		{"systemd keeps an existing disk", systemd, false, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "NIX_DISK_IMAGE": "{work}/existing.qcow2"}, nil, "",
+		{"systemd keeps an existing disk", systemd, scriptOptions{}, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "NIX_DISK_IMAGE": "{work}/existing.qcow2"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				if imgArgs != nil {
 					t.Errorf("qemu-img ran although NIX_DISK_IMAGE exists: %q", imgArgs)
@@ -577,7 +587,7 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("-drive %q", got)
 				}
 			}},
-		{"vlan nics after eth0", minimal, false, []string{"zed:2", "vm1:1,2", "a"}, map[string]string{
+		{"vlan nics after eth0", minimal, scriptOptions{}, []string{"zed:2", "vm1:1,2", "a"}, map[string]string{
 			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1",
 			"QEMU_VDE_SOCKET_1": "{work}/s,w1", "QEMU_VDE_SOCKET_2": "{work}/sw2"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
@@ -602,10 +612,10 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("-append %q", got)
 				}
 			}},
-		{"vlan socket unset", minimal, false, []string{"vm1:1,7"}, map[string]string{
+		{"vlan socket unset", minimal, scriptOptions{}, []string{"vm1:1,7"}, map[string]string{
 			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_VDE_SOCKET_1": "{work}/sw1"}, nil,
 			"QEMU_VDE_SOCKET_7 is not set, but vm1 has a NIC on VLAN 7: start the driver with --vlans including 7", nil},
-		{"bare machine in a vlan build", minimal, false, []string{"vm1", "b:1"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
+		{"bare machine in a vlan build", minimal, scriptOptions{}, []string{"vm1", "b:1"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				if slices.Contains(args, "vde") || strings.Contains(strings.Join(args, " "), "netdev=vlan") {
 					t.Errorf("a bare machine got a VLAN NIC: %q", args)
@@ -624,7 +634,7 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("-append %q", got)
 				}
 			}},
-		{"systemd with a vlan", systemd, false, []string{"vm1:5"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_VDE_SOCKET_5": "/vde5"}, nil, "",
+		{"systemd with a vlan", systemd, scriptOptions{}, []string{"vm1:5"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_VDE_SOCKET_5": "/vde5"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				joined := strings.Join(args, " ")
 				if !strings.Contains(joined, "-device virtio-net-pci,netdev=user.0,romfile= -device virtio-net-pci,netdev=vlan1,mac=52:54:00:12:05:01,romfile= -netdev vde,id=vlan1,sock=/vde5 ") {
@@ -634,13 +644,34 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 					t.Errorf("-drive %q", got)
 				}
 			}},
-		{"outbound by request", systemd, true, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_NET_OPTS": "hostfwd=tcp::2222-:22"}, nil, "",
+		{"outbound by request", systemd, scriptOptions{outbound: true}, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_NET_OPTS": "hostfwd=tcp::2222-:22"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				if got := argAfter(args, "-netdev"); got != "user,id=user.0,hostfwd=tcp::2222-:22" {
 					t.Errorf("-netdev %q, want no restrict=on", got)
 				}
 				if got := argAfter(args, "-append"); !strings.HasSuffix(got, " systemd.hostname=vm1 vmdriver.outbound=1") {
 					t.Errorf("-append %q lacks vmdriver.outbound=1", got)
+				}
+			}},
+		{"desktop on the VGA", desktop, scriptOptions{}, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
+			func(t *testing.T, args, imgArgs []string, work string) {
+				if slices.Contains(args, "-vga") {
+					t.Errorf("argv %q chooses a VGA card: QEMU's default (std) is the one the guest drives", args)
+				}
+				if got := argAfter(args, "-m"); got != "1024" {
+					t.Errorf("-m %q, want 1024", got)
+				}
+				if got := argAfter(args, "-append"); strings.Contains(got, "vmdriver.display") {
+					t.Errorf("-append %q names a display", got)
+				}
+			}},
+		{"desktop without a display device", desktop, scriptOptions{noVGA: true}, nil, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_KERNEL_PARAMS": "quiet"}, nil, "",
+			func(t *testing.T, args, imgArgs []string, work string) {
+				if got := argAfter(args, "-vga"); got != "none" {
+					t.Errorf("-vga %q, want none", got)
+				}
+				if got := argAfter(args, "-append"); !strings.HasSuffix(got, " systemd.hostname=vm1 vmdriver.display=none quiet") {
+					t.Errorf("-append %q does not end in vmdriver.display=none and the user's parameters", got)
 				}
 			}},
 	}
@@ -665,7 +696,7 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 			}
 			i := slices.IndexFunc(nodes, func(n Node) bool { return n.Name == "vm1" })
 			script := filepath.Join(work, "run-vm1-vm")
-			if err := os.WriteFile(script, []byte(renderScript(tt.img, nodes, nodes[i], tt.outbound)), 0o755); err != nil {
+			if err := os.WriteFile(script, []byte(renderScript(tt.img, nodes, nodes[i], tt.opts)), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -704,11 +735,68 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 				t.Fatal("the script did not exec qemu-system-x86_64")
 			}
 			// Isolation is the default of every start script.
-			if got := argAfter(args, "-netdev"); !tt.outbound && !strings.HasPrefix(got, "user,id=user.0,restrict=on") {
+			if got := argAfter(args, "-netdev"); !tt.opts.outbound && !strings.HasPrefix(got, "user,id=user.0,restrict=on") {
 				t.Errorf("-netdev %q: the user-mode NIC is not restricted", got)
 			}
 			tt.check(t, args, read("qemu-img"), work)
 		})
+	}
+}
+
+func TestRootfsPackages(t *testing.T) {
+	sys := rootfsPackages(Systemd, nil)
+	if !slices.Equal(sys, systemdInclude) {
+		t.Errorf("systemd packages %q, want %q", sys, systemdInclude)
+	}
+	desk := rootfsPackages(Desktop, nil)
+	if !slices.Equal(desk[:len(systemdInclude)], systemdInclude) || !slices.Equal(desk[len(systemdInclude):], desktopInclude) {
+		t.Errorf("desktop packages %q, want the systemd guest's, then %q", desk, desktopInclude)
+	}
+	got := rootfsPackages(Desktop, []string{"tree", "jq", "xterm", "tree", "bash"})
+	if want := append(slices.Clone(desk), "jq", "tree"); !slices.Equal(got, want) {
+		t.Errorf("with extras: %q, want %q", got, want)
+	}
+}
+
+// TestPlanHash checks what names a cache entry: the package set and its
+// versions and the kind, not the order or repetition of extra packages.
+func TestPlanHash(t *testing.T) {
+	mk := func(kind Kind, extra ...string) *plan {
+		p := &plan{kind: kind, kernelPkg: pkgInfo{Package: "linux-image-6.1.0-57-amd64", Version: "6.1.192-3"},
+			busybox: pkgInfo{Package: "busybox-static", Version: "1"}, bash: pkgInfo{Package: "bash-static", Version: "5"}}
+		for _, n := range rootfsPackages(kind, extra) {
+			p.include = append(p.include, pkgInfo{Package: n, Version: "1.0"})
+		}
+		return p
+	}
+	base := mk(Systemd).hash()
+	if got := mk(Systemd, "tree", "jq").hash(); got != mk(Systemd, "jq", "tree", "jq").hash() {
+		t.Error("the order or repetition of extra packages changes the hash")
+	} else if got == base {
+		t.Error("extra packages do not change the hash")
+	}
+	if mk(Desktop).hash() == base {
+		t.Error("the desktop and systemd guests hash alike")
+	}
+	v := mk(Systemd, "jq")
+	h := v.hash()
+	v.include[len(v.include)-1].Version = "1.1"
+	if v.hash() == h {
+		t.Error("an extra package's version does not change the hash")
+	}
+}
+
+func TestRootImageSize(t *testing.T) {
+	const mib = 1 << 20
+	for _, tt := range []struct {
+		used int64
+		want string
+	}{
+		{0, "1G"}, {285 * mib, "1G"}, {512 * mib, "1G"}, {513 * mib, "2G"}, {647 * mib, "2G"}, {3 << 30, "4G"},
+	} {
+		if got := rootImageSize(tt.used); got != tt.want {
+			t.Errorf("rootImageSize(%d MiB) = %s, want %s", tt.used/mib, got, tt.want)
+		}
 	}
 }
 

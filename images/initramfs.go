@@ -30,6 +30,8 @@ type initrdInputs struct {
 	bashRoot    string // unpacked bash-static
 	kernel      *kernelTree
 	modules     []string // module paths (relative to the modules dir) in load order
+	// displayModules are loaded after the backdoor started, in order.
+	displayModules []string
 }
 
 // buildInitrd writes the uncompressed newc initramfs to out. Uncompressed
@@ -79,17 +81,19 @@ func buildInitrd(ctx context.Context, in initrdInputs, out string) error {
 	t.File("etc/group", 0o644, []byte("root:x:0:\ntty:x:5:\n"))
 	t.File("etc/hosts", 0o644, []byte("127.0.0.1 localhost\n::1 localhost\n"))
 
-	var list2 bytes.Buffer
-	for _, m := range in.modules {
-		data, err := readModule(ctx, filepath.Join(in.kernel.modDir, m))
-		if err != nil {
-			return err
+	for list, mods := range map[string][]string{"modules": in.modules, "display-modules": in.displayModules} {
+		var paths bytes.Buffer
+		for _, m := range mods {
+			data, err := readModule(ctx, filepath.Join(in.kernel.modDir, m))
+			if err != nil {
+				return err
+			}
+			rel := in.kernel.version + "/" + stripModuleCompression(m)
+			t.File("lib/modules/"+rel, 0o644, data)
+			paths.WriteString(rel + "\n")
 		}
-		rel := in.kernel.version + "/" + stripModuleCompression(m)
-		t.File("lib/modules/"+rel, 0o644, data)
-		list2.WriteString(rel + "\n")
+		t.File("etc/vmdriver/"+list, 0o644, paths.Bytes())
 	}
-	t.File("etc/vmdriver/modules", 0o644, list2.Bytes())
 
 	f, err := os.Create(out)
 	if err != nil {

@@ -69,7 +69,11 @@ fi
 {{end}}
 # The run counts as a use of the cached image (vmdriver image list/prune).
 touch {{q .Dir}}/last-used 2>/dev/null || :
-{{if .Outbound}}
+{{if .NoVGA}}
+# Built with --no-vga: the machine has no display device{{if eq .Kind "desktop"}}, and its X
+# session runs on Xvfb instead of Xorg{{end}}.
+{{end}}
+{{- if .Outbound}}
 # Built with --net-outbound: the user-mode NIC is NOT restricted, and the
 # guest routes through QEMU's NAT to the host's networks and beyond.
 {{- else}}
@@ -82,6 +86,9 @@ exec qemu-system-x86_64 \
     -m {{.MemMiB}} \
     -smp 1 \
     -device virtio-rng-pci \
+{{- if .NoVGA}}
+    -vga none \
+{{- end}}
     -netdev "user,id=user.0{{if not .Outbound}},restrict=on{{end}}${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}" \
     -device virtio-net-pci,netdev=user.0,romfile= \
 {{- range .NICs}}
@@ -101,7 +108,7 @@ exec qemu-system-x86_64 \
 {{- end}}
     -kernel {{q .Kernel}} \
     -initrd {{q .Initrd}} \
-    -append "{{.Params}} systemd.hostname={{.Name}}{{if .Hosts}} vmdriver.net=fw_cfg{{end}}{{if .Outbound}} vmdriver.outbound=1{{end}}${QEMU_KERNEL_PARAMS:+ $QEMU_KERNEL_PARAMS}" \
+    -append "{{.Params}} systemd.hostname={{.Name}}{{if .Hosts}} vmdriver.net=fw_cfg{{end}}{{if .Outbound}} vmdriver.outbound=1{{end}}{{if .NoVGA}} vmdriver.display=none{{end}}${QEMU_KERNEL_PARAMS:+ $QEMU_KERNEL_PARAMS}" \
     $QEMU_OPTS "$@"
 `))
 
@@ -116,6 +123,7 @@ type scriptData struct {
 	MemMiB         int
 	Params         string
 	Outbound       bool
+	NoVGA          bool
 	NICs           []NIC
 	VLANs          []int
 	// Hosts is the guest's /etc/hosts and Net its interface table; both
@@ -124,13 +132,20 @@ type scriptData struct {
 	Hosts, Net string
 }
 
+// scriptOptions are the build options that shape start scripts but not
+// images.
+type scriptOptions struct {
+	outbound bool // Options.NetOutbound
+	noVGA    bool // Options.NoVGA
+}
+
 // renderScript returns the start script of node self of the build nodes
 // on img. Names are validated to contain no shell or QEMU metacharacters.
-func renderScript(img *image, nodes []Node, self Node, outbound bool) string {
+func renderScript(img *image, nodes []Node, self Node, o scriptOptions) string {
 	d := scriptData{
 		Kind: img.kind, Name: self.Name, Number: self.Number, Dir: img.dir,
 		Kernel: img.kernel, Initrd: img.initrd, Disk: img.disk,
-		MemMiB: img.memMiB, Params: img.params, Outbound: outbound,
+		MemMiB: img.memMiB, Params: img.params, Outbound: o.outbound, NoVGA: o.noVGA,
 		NICs: self.NICs(), VLANs: self.VLANs,
 	}
 	if hasVLANs(nodes) {

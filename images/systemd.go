@@ -6,9 +6,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vmdriver/vmdriver/internal/cachedir"
 )
 
 // systemdMasked are units masked in the systemd guest: gettys that would
@@ -37,12 +40,16 @@ var systemdMaskedGenerators = []string{
 // systemdEnabled are units enabled in the systemd guest.
 var systemdEnabled = []string{"backdoor.service", "systemd-networkd.service", "vmdriver-net.service"}
 
-// rootFiles are the files written into the systemd guest's root file
-// system (path, embedded source, mode).
-var rootFiles = []struct {
+// rootFile is a file written into a guest's root file system: its path
+// there, its source under guest/, and its mode.
+type rootFile struct {
 	path, src string
 	mode      os.FileMode
-}{
+}
+
+// rootFiles are the files written into the systemd guest's root file
+// system (and the desktop guest's).
+var rootFiles = []rootFile{
 	{"usr/local/bin/vmdriver-backdoor", "backdoor", 0o755},
 	{"usr/local/sbin/vmdriver-net", "vmdriver-net", 0o755},
 	{"etc/systemd/system/vmdriver-net.service", "systemd/vmdriver-net.service", 0o644},
@@ -59,14 +66,18 @@ var rootFiles = []struct {
 	{"etc/resolv.conf", "systemd/resolv.conf", 0o644},
 }
 
-// buildRootImage debootstraps the systemd guest into rootfs, configures
-// it and packs it into the raw ext4 image out (mkfs.ext4 -d: no loop
-// device needed).
-func (b *builder) buildRootImage(ctx context.Context, p *plan, k *kernelTree, mods []string, rootfs, out string) error {
+// buildRootImage debootstraps the systemd or desktop guest into rootfs,
+// configures it and packs it into the raw ext4 image out (mkfs.ext4 -d:
+// no loop device needed). It returns the image's size.
+func (b *builder) buildRootImage(ctx context.Context, p *plan, k *kernelTree, mods []string, rootfs, out string) (string, error) {
 	step := time.Now()
+	include := make([]string, 0, len(p.include))
+	for _, pk := range p.include {
+		include = append(include, pk.Package)
+	}
 	args := []string{
 		"--variant=minbase",
-		"--include=" + strings.Join(systemdInclude, ","),
+		"--include=" + strings.Join(include, ","),
 		"--cache-dir=" + filepath.Join(b.cache, "debootstrap"),
 	}
 	if len(p.mirror.Components) > 0 {
@@ -79,55 +90,70 @@ func (b *builder) buildRootImage(ctx context.Context, p *plan, k *kernelTree, mo
 	}
 	args = append(args, p.suite, rootfs, p.mirror.URI)
 	if err := os.MkdirAll(filepath.Join(b.cache, "debootstrap"), 0o755); err != nil {
-		return err
+		return "", err
 	}
-	b.logf("images: debootstrap %s from %s (about 40 s)", p.suite, p.mirror.URI)
+	took := "about 40 s"
+	if len(include) > len(systemdInclude) {
+		took = "minutes for a desktop or many extra packages"
+	}
+	b.logf("images: debootstrap %s from %s (%s)", p.suite, p.mirror.URI, took)
 	if _, err := run(ctx, command{name: "debootstrap", args: args}); err != nil {
-		return fmt.Errorf("debootstrap: %w", err)
+		return "", fmt.Errorf("debootstrap: %w", err)
 	}
 	b.logf("images: debootstrap done in %.1fs", time.Since(step).Seconds())
 
 	step = time.Now()
-	if err := configureRootfs(ctx, rootfs); err != nil {
-		return fmt.Errorf("configure root file system: %w", err)
+	if err := configureRootfs(ctx, rootfs, p.kind); err != nil {
+		return "", fmt.Errorf("configure root file system: %w", err)
 	}
 	if err := installModules(ctx, k, mods, rootfs); err != nil {
-		return fmt.Errorf("install kernel modules: %w", err)
+		return "", fmt.Errorf("install kernel modules: %w", err)
 	}
 	if err := os.Chmod(rootfs, 0o755); err != nil {
-		return err
+		return "", err
 	}
-	if _, err := run(ctx, command{name: "mkfs.ext4", args: []string{"-q", "-F", "-L", "vmdriver-root", "-d", rootfs, out, rootImgSize}}); err != nil {
-		return fmt.Errorf("make root image: %w", err)
+	// debootstrap keeps the packages it installed; the cache has them.
+	debs, _ := filepath.Glob(filepath.Join(rootfs, "var/cache/apt/archives/*.deb"))
+	for _, d := range debs {
+		if err := os.Remove(d); err != nil {
+			return "", err
+		}
 	}
-	b.logf("images: configured rootfs and made %s root.img in %.1fs", rootImgSize, time.Since(step).Seconds())
-	return nil
+	size := rootImageSize(cachedir.DiskUsage(rootfs))
+	if _, err := run(ctx, command{name: "mkfs.ext4", args: []string{"-q", "-F", "-L", "vmdriver-root", "-d", rootfs, out, size}}); err != nil {
+		return "", fmt.Errorf("make root image: %w", err)
+	}
+	b.logf("images: configured rootfs and made %s root.img in %.1fs", size, time.Since(step).Seconds())
+	return size, nil
 }
 
-// configureRootfs turns a minbase debootstrap into a test guest. Files go
-// through os.Root so no symlink in the guest tree can redirect a write
-// onto the host.
-func configureRootfs(ctx context.Context, rootfs string) error {
+// rootImageSize returns the size of the root image for a root file
+// system of used bytes, as mkfs.ext4 takes it: room for at least 512 MiB
+// more, rounded up to whole GiB, and never below minRootImgSize. The
+// image is sparse: the room costs no disk space until a guest writes to
+// its overlay.
+func rootImageSize(used int64) string {
+	const gib = 1 << 30
+	n := max((used+512<<20+gib-1)/gib, minRootImgGiB)
+	return fmt.Sprintf("%dG", n)
+}
+
+// configureRootfs turns a minbase debootstrap into a test guest of kind
+// (Systemd or Desktop). Files go through os.Root so no symlink in the
+// guest tree can redirect a write onto the host.
+func configureRootfs(ctx context.Context, rootfs string, kind Kind) error {
 	r, err := os.OpenRoot(rootfs)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	for _, f := range rootFiles {
-		if err := r.MkdirAll(path.Dir(f.path), 0o755); err != nil {
-			return err
-		}
-		// Replace rather than write through: debootstrap copies some of
-		// these from the host, possibly as symlinks.
-		if err := r.Remove(f.path); err != nil && !os.IsNotExist(err) {
-			return err
-		}
-		if err := r.WriteFile(f.path, guestFile(f.src), f.mode); err != nil {
-			return err
-		}
-		if err := r.Chmod(f.path, f.mode); err != nil {
-			return err
-		}
+	files, enabled := rootFiles, systemdEnabled
+	if kind == Desktop {
+		files = append(slices.Clone(files), desktopFiles...)
+		enabled = append(slices.Clone(enabled), desktopEnabled...)
+	}
+	if err := writeRootFiles(r, files); err != nil {
+		return err
 	}
 	if err := r.MkdirAll("tmp/shared", 0o755); err != nil {
 		return err
@@ -163,7 +189,7 @@ func configureRootfs(ctx context.Context, rootfs string) error {
 			return fmt.Errorf("mask generator %s: %w", g, err)
 		}
 	}
-	if _, err := run(ctx, command{name: "chroot", args: append([]string{rootfs, "systemctl", "enable"}, systemdEnabled...)}); err != nil {
+	if _, err := run(ctx, command{name: "chroot", args: append([]string{rootfs, "systemctl", "enable"}, enabled...)}); err != nil {
 		return err
 	}
 	// passwd -d root: an empty root password, as in NixOS test guests.
@@ -175,7 +201,34 @@ func configureRootfs(ctx context.Context, rootfs string) error {
 	if err != nil {
 		return err
 	}
-	return r.WriteFile("etc/shadow", []byte(newShadow), 0o640)
+	if err := r.WriteFile("etc/shadow", []byte(newShadow), 0o640); err != nil {
+		return err
+	}
+	if kind == Desktop {
+		return configureDesktop(ctx, r, rootfs)
+	}
+	return nil
+}
+
+// writeRootFiles writes files into the guest tree r.
+func writeRootFiles(r *os.Root, files []rootFile) error {
+	for _, f := range files {
+		if err := r.MkdirAll(path.Dir(f.path), 0o755); err != nil {
+			return err
+		}
+		// Replace rather than write through: debootstrap copies some of
+		// these from the host, possibly as symlinks.
+		if err := r.Remove(f.path); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		if err := r.WriteFile(f.path, guestFile(f.src), f.mode); err != nil {
+			return err
+		}
+		if err := r.Chmod(f.path, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // clearRootPassword empties root's password field in a shadow file.

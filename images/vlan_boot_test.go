@@ -108,9 +108,7 @@ func TestVLANBoot(t *testing.T) {
 			// QEMU's own report: the client's user-mode netdev lets
 			// nothing out. Checked, like the routes above, before the
 			// one packet that could otherwise leave is sent.
-			if out := client.monitor(t, "info network"); !strings.Contains(out, "type=user,net=10.0.2.0,restrict=on") {
-				t.Fatalf("client: QEMU does not report a restricted user-mode network:\n%s", out)
-			}
+			checkRestricted(t, client)
 			// With no default route (checked above), the server's VLAN 2
 			// address is unreachable from the client, which is on VLAN 1
 			// only: the packet has nowhere to go, not even to QEMU.

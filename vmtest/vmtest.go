@@ -15,8 +15,8 @@
 //
 // Without QEMU or the tools an image build needs, the test is skipped
 // with the reason; with VMDRIVER_REQUIRE_VM=1 or CI=true it fails instead,
-// so CI never passes by skipping. Building the systemd guest needs root
-// (debootstrap); the minimal one does not.
+// so CI never passes by skipping. Building the systemd and desktop
+// guests needs root (debootstrap); the minimal one does not.
 package vmtest
 
 import (
@@ -37,7 +37,7 @@ import (
 	"github.com/vmdriver/vmdriver/vlan"
 )
 
-// Option configures Start, Minimal, Systemd and Network.
+// Option configures Start, Minimal, Systemd, Desktop and Network.
 type Option func(*config) error
 
 type config struct {
@@ -45,11 +45,14 @@ type config struct {
 	backend  backend.Backend
 	cacheDir string
 	outbound bool
+	noVGA    bool
+	packages []string
 	opts     []machine.Option
 }
 
-// WithName names the machine (default: the guest kind, "minimal" or
-// "systemd"); it is also the guest's host name. Network ignores it.
+// WithName names the machine (default: the guest kind, "minimal",
+// "systemd" or "desktop"); it is also the guest's host name. Network
+// ignores it.
 func WithName(name string) Option {
 	return func(c *config) error {
 		if name == "" || strings.ContainsAny(name, ":,/ ") {
@@ -94,6 +97,22 @@ func WithCacheDir(dir string) Option {
 // beyond their own VLANs and forwarded ports.
 func WithNetOutbound() Option { return func(c *config) error { c.outbound = true; return nil } }
 
+// WithNoVGA gives the machines no display device (image build
+// --no-vga): the desktop guest then runs its X session on Xvfb.
+func WithNoVGA() Option { return func(c *config) error { c.noVGA = true; return nil } }
+
+// WithPackages installs extra Debian packages, with their dependencies,
+// into the systemd and desktop guests (image build --packages).
+func WithPackages(pkgs ...string) Option {
+	return func(c *config) error {
+		if len(pkgs) == 0 {
+			return errors.New("vmtest: WithPackages needs at least one package")
+		}
+		c.packages = append(c.packages, pkgs...)
+		return nil
+	}
+}
+
 // Minimal starts the minimal guest (busybox init, seconds to a shell).
 func Minimal(t testing.TB, opts ...Option) *machine.Machine {
 	t.Helper()
@@ -104,6 +123,13 @@ func Minimal(t testing.TB, opts ...Option) *machine.Machine {
 func Systemd(t testing.TB, opts ...Option) *machine.Machine {
 	t.Helper()
 	return Start(t, images.Systemd, opts...)
+}
+
+// Desktop starts the desktop guest: the systemd guest with alice logged
+// into X display :0 (xterm, xdotool, wmctrl; Xorg, or Xvfb WithNoVGA).
+func Desktop(t testing.TB, opts ...Option) *machine.Machine {
+	t.Helper()
+	return Start(t, images.Desktop, opts...)
 }
 
 // Start starts one machine of the given guest kind.
@@ -188,6 +214,8 @@ func build(t testing.TB, c *config, kind images.Kind, nodes []string) []string {
 		Names:       nodes,
 		CacheDir:    c.cacheDir,
 		NetOutbound: c.outbound,
+		NoVGA:       c.noVGA,
+		Packages:    c.packages,
 		Logf:        func(format string, args ...any) { t.Logf("vmtest: "+format, args...) },
 	})
 	switch {

@@ -40,7 +40,7 @@ func TestParseNodes(t *testing.T) {
 
 func TestBadOptions(t *testing.T) {
 	c := &config{}
-	for _, o := range []Option{WithName(""), WithName("a:1"), WithBackend(nil), WithCacheDir("")} {
+	for _, o := range []Option{WithName(""), WithName("a:1"), WithBackend(nil), WithCacheDir(""), WithPackages()} {
 		if err := o(c); err == nil {
 			t.Errorf("option accepted a bad value: %+v", c)
 		}

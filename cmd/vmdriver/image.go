@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +19,7 @@ import (
 	"github.com/vmdriver/vmdriver/images"
 )
 
-const imageUsage = `usage: vmdriver image build --kind minimal|systemd --out DIR NAME[:VLAN[,VLAN...]]...
+const imageUsage = `usage: vmdriver image build --kind minimal|systemd|desktop [--no-vga] [--packages A,B,...] --out DIR NAME[:VLAN[,VLAN...]]...
        vmdriver image list [--cache DIR]
        vmdriver image prune [--cache DIR] [--older-than 7d] [--max-size 2G] [--all] [--dry-run]`
 
@@ -40,12 +41,22 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runImageBuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	kind := fs.String("kind", string(images.Minimal), "guest kind: minimal (busybox initramfs) or systemd (debootstrap)")
+	kind := fs.String("kind", string(images.Minimal), "guest kind: minimal (busybox initramfs), systemd (debootstrap) or desktop (systemd with an X11 session: alice on :0, blackbox, xterm, xdotool)")
 	out := fs.String("out", "", "directory for the run-NAME-vm start scripts (created)")
 	cache := fs.String("cache", "", "image cache directory (default: the user cache dir)")
 	quiet := fs.Bool("q", false, "print only the script paths")
 	verbose := fs.Bool("v", false, "print the build steps even when stderr is not a terminal")
 	outbound := fs.Bool("net-outbound", false, "let the guests reach the host's networks and the internet through QEMU's NAT (default: isolated; forwarded ports work either way)")
+	noVGA := fs.Bool("no-vga", false, "give the machines no display device (QEMU -vga none); the desktop guest's X session then runs on Xvfb")
+	var packages []string
+	fs.Func("packages", "extra Debian packages `A,B,...` (with their dependencies) for the systemd and desktop guests; the image is cached by the whole set", func(s string) error {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				packages = append(packages, p)
+			}
+		}
+		return nil
+	})
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -56,9 +67,9 @@ func runImageBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usageError{"image build: name at least one machine (NAME...)"}
 	}
 	switch images.Kind(*kind) {
-	case images.Minimal, images.Systemd:
+	case images.Minimal, images.Systemd, images.Desktop:
 	default:
-		return usageError{fmt.Sprintf("image build: unknown --kind %q (want minimal or systemd)", *kind)}
+		return usageError{fmt.Sprintf("image build: unknown --kind %q (want minimal, systemd or desktop)", *kind)}
 	}
 	if *quiet && *verbose {
 		return usageError{"image build: -q and -v contradict each other"}
@@ -69,8 +80,13 @@ func runImageBuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 		Names:       fs.Args(),
 		CacheDir:    *cache,
 		NetOutbound: *outbound,
+		NoVGA:       *noVGA,
+		Packages:    packages,
 		Logf:        progress(stderr, *verbose, *quiet),
 	})
+	if errors.Is(err, images.ErrBadOptions) {
+		return usageError{fmt.Sprintf("image build: %v", err)}
+	}
 	if err != nil {
 		return err
 	}

@@ -158,6 +158,9 @@ func TestImageUsageErrors(t *testing.T) {
 		{"list argument", []string{"image", "list", "--cache", dir, "extra"}, "", []string{`"extra"`}},
 		{"bad cap", []string{"image", "prune", "--cache", dir}, "huge", []string{images.CacheCapEnv, `"huge"`, "4G"}},
 		{"quiet and verbose", []string{"image", "build", "--out", dir, "-q", "-v", "m"}, "", []string{"-q and -v"}},
+		{"unknown kind", []string{"image", "build", "--kind", "nixos", "--out", dir, "m"}, "", []string{`"nixos"`, "minimal, systemd or desktop"}},
+		{"packages on minimal", []string{"image", "build", "--packages", "jq", "--out", dir, "m"}, "", []string{"(jq)", "--kind systemd or desktop"}},
+		{"bad package name", []string{"image", "build", "--kind", "desktop", "--packages", "jq, Tree", "--out", dir, "m"}, "", []string{`"Tree" is not a Debian package name`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(images.CacheCapEnv, tt.env)

@@ -134,14 +134,18 @@ commands:
   exit codes: 0 pass, 1 test failed, 2 usage or script error, 3 global
   timeout, 4 infrastructure error (the run could not be set up)
 
-  image build --kind minimal|systemd --out DIR NAME[:VLAN[,VLAN...]]...
+  image build --kind minimal|systemd|desktop --out DIR NAME[:VLAN[,VLAN...]]...
         build test guests from Debian packages and write DIR/run-NAME-vm
         start scripts (nixpkgs run-<name>-vm contract); nodes are numbered
         by sorted name, NIC i on VLAN v gets 192.168.v.<node>/24 as ethI;
         then trims the cache to its cap (see prune). Step lines go to
         stderr on a terminal or with -v, never with -q. The guests cannot
         reach the host's networks unless --net-outbound (then they reach
-        whatever the host reaches, through QEMU's NAT)
+        whatever the host reaches, through QEMU's NAT). desktop is the
+        systemd guest with X11 as NixOS X11 tests have it: alice logged
+        into :0 (blackbox), xterm, xdotool, wmctrl, x11-utils; Xorg on the
+        VGA, or Xvfb with --no-vga (no display device). --packages A,B,...
+        installs extra Debian packages (systemd and desktop kinds)
   image list [--cache DIR]
         list the cache (guest images, packages, apt answers) with sizes
         and last use, least recently used first
