@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"image"
@@ -179,7 +180,7 @@ func (m *Machine) guestScreen(ctx context.Context) (image.Image, error) {
 		return nil, fmt.Errorf("machine %s: screenshot: the machine has no display device, and %w", m.name,
 			&CommandError{Machine: m.name, Command: cmd, Status: r.Status, Output: r.Output})
 	}
-	zr, err := gzip.NewReader(strings.NewReader(r.Output))
+	zr, err := gzip.NewReader(base64.NewDecoder(base64.StdEncoding, strings.NewReader(strings.TrimSpace(r.Output))))
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: screenshot: reading the guest's xwd: %w", m.name, err)
 	}

@@ -34,7 +34,7 @@ func main() {
 	cmds := flag.Int("cmds", 30, "commands per side for the round-trip comparison")
 	bin := flag.String("vmdriver", "build/vmdriver", "the vmdriver binary, for the start-up measurement")
 	python3 := flag.String("python", "", "the Python interpreter for the python section (default: python3 from PATH)")
-	only := flag.String("only", "", "comma-separated sections to run (script,spawn,roundtrip,throughput,network,fork,warm,suite,memory,python); default all")
+	only := flag.String("only", "", "comma-separated sections to run (script,spawn,roundtrip,throughput,network,fork,warm,suite,gui,memory,python); default all")
 	flag.Parse()
 	if *images == "" {
 		fmt.Fprintln(os.Stderr, "vmdriver-bench: set -images or VMDRIVER_IMAGES (run `make images`)")
@@ -162,6 +162,13 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 		fmt.Fprintln(w)
 		if err := b.pythonBridge(ctx, w, b.minimal); err != nil {
 			return fmt.Errorf("python: %w", err)
+		}
+	}
+	if b.want("gui") {
+		fmt.Fprintln(w, "\n## GUI: the desktop guest, boot to X and OCR")
+		fmt.Fprintln(w)
+		if err := b.gui(ctx, w); err != nil {
+			return fmt.Errorf("gui: %w", err)
 		}
 	}
 	if b.want("memory") {
