@@ -234,7 +234,8 @@ var Methods = []Method{
 		}},
 
 	// Not supported yet.
-	{Name: "switch_root", Returns: "None", Unsupported: "switching root from the initrd", Doc: "Continue from the initrd's shell into stage 2."},
+	{Name: "switch_root", Returns: "None", Doc: "Continue a guest whose shell runs in its initrd (testing.initrdBackdoor) into stage 2.",
+		Call: lifecycle((*machine.Machine).SwitchRoot)},
 	{Name: "shell_interact", Returns: "None", Unsupported: "interactive shells", Doc: "Attach the terminal to the guest's root shell."},
 	{Name: "console_interact", Returns: "None", Unsupported: "interactive consoles", Doc: "Attach the terminal to the serial console."},
 	{Name: "ssh_backdoor_command", Returns: "str", Unsupported: "the SSH backdoor", Doc: "The ssh command line that reaches the guest."},

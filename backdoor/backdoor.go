@@ -147,7 +147,12 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts RunOptions) (Result, e
 // Send sends cmd to run in the guest without waiting for anything
 // (check_output=False in the NixOS driver). Its reply, if any, is
 // discarded.
-func (s *Shell) Send(ctx context.Context, cmd string) error { return s.send(ctx, cmd) }
+func (s *Shell) Send(ctx context.Context, cmd string) error { return s.send(ctx, cmd, false) }
+
+// SendRestart sends cmd, which restarts the guest shell (switch_root from
+// the initrd), without waiting for it, and declares the restart at once,
+// as ExpectRestart does: Run and WaitReady then wait for the new banner.
+func (s *Shell) SendRestart(ctx context.Context, cmd string) error { return s.send(ctx, cmd, true) }
 
 // SendRaw writes text to the guest shell verbatim, without framing (the
 // NixOS driver's shutdown writes "poweroff\n" this way).

@@ -337,3 +337,34 @@ func TestExpectRestart(t *testing.T) {
 		t.Fatalf("the guest saw %q", seen)
 	}
 }
+
+// TestSendRestart: the command that restarts the shell is sent, and what
+// follows waits for the new banner, even one that comes at once.
+func TestSendRestart(t *testing.T) {
+	restart := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var seen []string
+	s := readyShell(t, startFake(t, func(ctx context.Context, req GuestRequest) GuestReply {
+		mu.Lock()
+		seen = append(seen, req.Command)
+		mu.Unlock()
+		if req.Command == "switch" {
+			restart <- struct{}{} // the new banner follows the command at once
+		}
+		return GuestReply{Output: []byte(req.Command)}
+	}, FakeGuestOptions{Restart: restart}))
+	if err := s.SendRestart(testCtx(t, testTimeout), "switch"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitReady(testCtx(t, testTimeout)); err != nil {
+		t.Fatalf("WaitReady after the restart: %v", err)
+	}
+	if r := run(t, s, "after", RunOptions{}); string(r.Output) != "after" {
+		t.Fatalf("got %q", r.Output)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, ",") != "switch,after" {
+		t.Fatalf("the guest saw %q", seen)
+	}
+}

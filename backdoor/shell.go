@@ -573,7 +573,7 @@ func checkCmd(cmd string) error {
 	return nil
 }
 
-func (m *impl) send(ctx context.Context, cmd string) error {
+func (m *impl) send(ctx context.Context, cmd string, restarts bool) error {
 	if err := checkCmd(cmd); err != nil {
 		return err
 	}
@@ -582,6 +582,11 @@ func (m *impl) send(ctx context.Context, cmd string) error {
 	}
 	m.mu.Lock()
 	c := m.register(cmd, kindSend)
+	if restarts {
+		// Declared before the command can run, so its restart's banner
+		// cannot come first.
+		m.need = c.epoch + 1
+	}
 	m.mu.Unlock()
 	sent, err := m.write(ctx, []byte(frame(c.id, cmd, 0)), c.epoch)
 	if !sent {

@@ -165,3 +165,32 @@ func capability[T any](ctx context.Context, m *Machine, what string) (T, backend
 	}
 	return c, inst, nil
 }
+
+// SwitchRoot continues a guest whose root shell runs in its initrd
+// (NixOS's testing.initrdBackdoor) into stage 2, as the NixOS driver does:
+// it waits for initrd.target, starts the switch without waiting for it,
+// then waits for stage 2's shell (its banner) under the boot timeout.
+func (m *Machine) SwitchRoot(ctx context.Context) error {
+	return m.Nested("run switch-root", func() error {
+		if err := m.WaitForUnit(ctx, "initrd.target"); err != nil {
+			return err
+		}
+		sh, inst, err := m.connect(ctx)
+		if err != nil {
+			return err
+		}
+		// The initrd's shell ends with the switch; the next banner is
+		// stage 2's. Declared with the command, so it cannot come first.
+		m.Log("switching root: " + guestcmd.SwitchRoot())
+		if err := sh.SendRestart(ctx, guestcmd.SwitchRoot()); err != nil {
+			return m.backendError("switch root", err)
+		}
+		m.mu.Lock()
+		if m.inst == inst {
+			m.shell, m.connected = nil, false
+		}
+		m.mu.Unlock()
+		_, _, err = m.connect(ctx)
+		return err
+	})
+}

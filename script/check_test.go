@@ -20,7 +20,7 @@ func TestCheckMethods(t *testing.T) {
 		{"attribute", `print(server.state_dir)`, 0, 0, ""},
 		{"alias", `server.copy_from_vm("/x")`, 0, 0, ""},
 		{"misspelt", "start_all()\nserver.wait_for_unti('x')", 2, 8, `machine server has no attribute or method "wait_for_unti" (did you mean wait_for_unit?)`},
-		{"unsupported", "x = 1\nserver.switch_root()", 2, 8, "switch_root: not supported yet (switching root from the initrd)"},
+		{"unsupported", "x = 1\nserver.shell_interact()", 2, 8, "shell_interact: not supported yet (interactive shells)"},
 		{"in a function", "def f():\n    server.bogus_method()", 2, 12, `no attribute or method "bogus_method"`},
 		{"one-machine alias", `machine.wait_for_windw("x")`, 1, 9, `machine machine has no attribute or method "wait_for_windw" (did you mean wait_for_window?)`},
 		{"shadowed by a parameter", "def f(server):\n    server.anything()", 0, 0, ""},

@@ -315,7 +315,7 @@ func TestMachineMethodErrors(t *testing.T) {
 		{"block without vlan", `server.block()`, []string{"block: machine has no VLAN network link"}, machine.ErrNoVLAN},
 		{"unblock without vlan", `server.unblock()`, []string{"unblock: machine has no VLAN network link"}, machine.ErrNoVLAN},
 		{"links arguments", `server.links(1)`, []string{"links: got 1 positional arguments, want at most 0"}, nil},
-		{"not supported", `server.switch_root()`, []string{"switch_root: not supported yet (switching root from the initrd)"}, nil},
+		{"not supported", `server.shell_interact()`, []string{"shell_interact: not supported yet (interactive shells)"}, nil},
 		{"python regex", `server.wait_for_console_text("(a)\\1", timeout=1)`, []string{"backreferences"}, nil},
 		{"bad tty", `server.get_tty_text("tty1")`, []string{`"tty1" is not a terminal number`}, nil},
 		{"qmp filter fails", lines(`server.succeed("emit events")`, `server.wait_for_qmp_event(lambda ev: ev["nokey"], timeout=5)`), []string{`key "nokey" not in dict`}, nil},

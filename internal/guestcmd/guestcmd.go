@@ -233,3 +233,7 @@ func XKey(keys string) string { return xEnv + "xdotool key --clearmodifiers " + 
 func XType(text string, delay time.Duration) string {
 	return xEnv + "xdotool type --clearmodifiers --delay " + strconv.Itoa(int(delay.Milliseconds())) + " -- " + Quote(text)
 }
+
+// SwitchRoot leaves the initrd for stage 2 without waiting (a guest whose
+// backdoor runs in the initrd: NixOS's testing.initrdBackdoor).
+func SwitchRoot() string { return "systemctl isolate --no-block initrd-switch-root.target" }

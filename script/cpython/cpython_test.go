@@ -179,7 +179,7 @@ func TestExceptions(t *testing.T) {
 		`print(raises(TypeError, server.execute))`,
 		`print(raises(TypeError, server.succeed, "true", timout=3))`,
 		`print(raises(ValueError, server.wait_for_file, "/x", timeout=-1))`,
-		`print(raises(NotImplementedError, server.switch_root))`,
+		`print(raises(NotImplementedError, server.shell_interact))`,
 		`print(raises(TypeError, retry, "not a function"))`,
 		`def boom(last):`,
 		`    raise KeyError("from the callback")`,
@@ -204,7 +204,7 @@ func TestExceptions(t *testing.T) {
 		"Machine.execute() missing 1 required positional argument: 'command'",
 		"Machine.succeed() got an unexpected keyword argument 'timout'",
 		"wait_for_file: for parameter timeout: negative duration",
-		"switch_root: not supported yet (switching root from the initrd)",
+		"shell_interact: not supported yet (interactive shells)",
 		"retry: for parameter fn: got str, want a function",
 		"'from the callback'",
 		"event STOP {'reason': 'test'} ['RESET', 'STOP']",
@@ -311,10 +311,10 @@ func TestSyntaxAndCheck(t *testing.T) {
 	if !strings.HasPrefix(v, "3.") {
 		t.Errorf("version %q", v)
 	}
-	_, err = cpython.Check(ctx, py, "test.py", []byte("server.wait_for_unti('x')\nserver.switch_root()\nother = server\nservre.succeed(other.whatever)\n"), script.CheckOptions{Machines: []string{"server"}})
+	_, err = cpython.Check(ctx, py, "test.py", []byte("server.wait_for_unti('x')\nserver.shell_interact()\nother = server\nservre.succeed(other.whatever)\n"), script.CheckOptions{Machines: []string{"server"}})
 	for _, want := range []string{
 		`test.py:1:8: machine server has no attribute or method "wait_for_unti" (did you mean wait_for_unit?)`,
-		"test.py:2:8: switch_root: not supported yet",
+		"test.py:2:8: shell_interact: not supported yet",
 		"test.py:4:1: undefined: servre (did you mean server?)",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
