@@ -223,7 +223,9 @@ func WindowTree() string { return xEnv + "xwininfo -root -tree" }
 
 // ScreenDump writes display :0 as a gzip'ed X window dump, in base64, to
 // stdout (the shell's output is text).
-func ScreenDump() string { return "set -o pipefail; " + xEnv + "xwd -root -silent | gzip -1 | base64 -w0" }
+func ScreenDump() string {
+	return "set -o pipefail; " + xEnv + "xwd -root -silent | gzip -1 | base64 -w0"
+}
 
 // XKey presses a key or chord in xdotool's names ("ctrl+alt+Delete") on
 // display :0.
