@@ -30,11 +30,14 @@ package images
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/vmdriver/vmdriver/backend"
 )
 
 // Kind selects which test guest to build.
@@ -157,8 +160,16 @@ func Build(ctx context.Context, opts Options) ([]string, error) {
 	var paths []string
 	for _, n := range nodes {
 		p := filepath.Join(outDir, "run-"+n.Name+"-vm")
-		if err := writeFileAtomic(p, []byte(renderScript(img, nodes, n, scriptOptions{outbound: opts.NetOutbound, noVGA: opts.NoVGA})), 0o755); err != nil {
+		so := scriptOptions{outbound: opts.NetOutbound, noVGA: opts.NoVGA}
+		if err := writeFileAtomic(p, []byte(renderScript(img, nodes, n, so)), 0o755); err != nil {
 			return nil, fmt.Errorf("write start script for %q: %w", n.Name, err)
+		}
+		desc, err := json.MarshalIndent(machineDescription(img, nodes, n, so), "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(backend.DescriptionPath(p), append(desc, '\n'), 0o644); err != nil {
+			return nil, fmt.Errorf("write machine description for %q: %w", n.Name, err)
 		}
 		paths = append(paths, p)
 	}

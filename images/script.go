@@ -3,6 +3,8 @@ package images
 import (
 	"strings"
 	"text/template"
+
+	"github.com/vmdriver/vmdriver/backend"
 )
 
 // shellQuote quotes s for a POSIX shell.
@@ -157,4 +159,39 @@ func renderScript(img *image, nodes []Node, self Node, o scriptOptions) string {
 		panic("images: start script template: " + err.Error()) // static template and data: a programming error
 	}
 	return sb.String()
+}
+
+// qemuUserMAC is the MAC QEMU gives the first NIC (the user-mode one)
+// when none is set.
+const qemuUserMAC = "52:54:00:12:34:56"
+
+// machineDescription returns the machine description of node self (written as
+// NAME.machine.json beside its start script) for backends that build
+// their own configuration: the same kernel, initrd, command line,
+// memory, disk and NICs the start script gives QEMU.
+func machineDescription(img *image, nodes []Node, self Node, o scriptOptions) backend.Description {
+	cmdline := img.params + " systemd.hostname=" + self.Name
+	d := backend.Description{
+		Name: self.Name, Kernel: img.kernel, Initrd: img.initrd,
+		MemoryMiB: img.memMiB, CPUs: 1, Shared: true,
+		NICs: []backend.NICDescription{{VLAN: 0, MAC: qemuUserMAC}},
+	}
+	if img.disk != "" {
+		d.Disks = []backend.DiskDescription{{Path: img.disk, Format: "raw"}}
+	}
+	for _, n := range self.NICs() {
+		d.NICs = append(d.NICs, backend.NICDescription{VLAN: n.VLAN, MAC: n.MAC})
+	}
+	if hasVLANs(nodes) {
+		d.Hosts, d.Net = renderHosts(nodes, self), renderNet(self)
+		cmdline += " vmdriver.net=fw_cfg"
+	}
+	if o.outbound {
+		cmdline += " vmdriver.outbound=1"
+	}
+	if o.noVGA {
+		cmdline += " vmdriver.display=none"
+	}
+	d.Cmdline = cmdline
+	return d
 }
