@@ -31,6 +31,12 @@
 // are skipped, and port forwarding, screenshots, keys and monitor
 // commands are not offered (backend.ErrUnsupported).
 //
+// What a description or Spec asks for that Firecracker cannot give is
+// left out: Firecracker cannot reboot a guest (reboot=k makes a guest
+// reboot end the process, whatever Spec.AllowReboot says), has no shared
+// directory (Description.Shared and Spec.SharedDir are ignored) and no
+// fw_cfg (Description.Hosts and Net are not handed to the guest yet).
+//
 // Snapshots pause the VM (PATCH /vm), save its state and memory (PUT
 // /snapshot/create) with frozen copies of its disks, and resume it.
 // Restore starts a fresh process and loads the snapshot (PUT
@@ -75,8 +81,8 @@ const consoleArgs = "console=ttyS0 reboot=k panic=1"
 // binary.
 var ErrNoFirecracker = errors.New("firecracker is not installed")
 
-// ErrUnsupported is wrapped (with backend.ErrUnsupported) by the errors
-// for what Firecracker cannot do.
+// unsupported is the error for what Firecracker cannot do: it wraps
+// backend.ErrUnsupported and says "unsupported by firecracker".
 func unsupported(what string) error {
 	return fmt.Errorf("%s: %w", what, fmt.Errorf("unsupported by firecracker: %w", backend.ErrUnsupported))
 }

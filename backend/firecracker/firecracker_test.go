@@ -339,7 +339,7 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 }
 
-func TestSnapshotRefusedUnpaused(t *testing.T) {
+func TestSnapshotFailureResumes(t *testing.T) {
 	// The fake refuses /snapshot/create: the VM must run again and the
 	// directory be empty.
 	f := newFixture(t, "m", nil)

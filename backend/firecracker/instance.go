@@ -45,8 +45,9 @@ type Instance struct {
 	restored  bool
 	manifest  *manifest
 
-	mu    sync.Mutex
-	shell *backdoor.Shell
+	connectMu sync.Mutex // one Shell connects at a time
+	mu        sync.Mutex
+	shell     *backdoor.Shell
 
 	closeOnce sync.Once
 }
@@ -106,7 +107,8 @@ func (i *Instance) exitError(op string, cause error) error {
 }
 
 // apiError reports a failed API call during op, blaming the process
-// when it has exited.
+// when it has exited: a call fails as the process dies, and its exit is
+// seen a moment later, so it waits briefly for it.
 func (i *Instance) apiError(op string, err error) error {
 	select {
 	case <-i.done:
@@ -118,6 +120,8 @@ func (i *Instance) apiError(op string, err error) error {
 
 // Shell waits for the guest's root shell on the hybrid vsock.
 func (i *Instance) Shell(ctx context.Context) (*backdoor.Shell, error) {
+	i.connectMu.Lock()
+	defer i.connectMu.Unlock()
 	i.mu.Lock()
 	sh := i.shell
 	i.mu.Unlock()
