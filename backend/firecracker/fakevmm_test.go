@@ -216,6 +216,10 @@ func (v *fakeVMM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			v.fault(w, http.StatusBadRequest, "no drive %s", id)
 			return
 		}
+		if _, err := os.Stat(str("path_on_host")); err != nil {
+			v.fault(w, http.StatusBadRequest, "drive %s: %v", id, err)
+			return
+		}
 		v.drives[id] = str("path_on_host")
 	case "PUT /network-interfaces/{iface_id}":
 		if !preBoot() {

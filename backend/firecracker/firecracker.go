@@ -44,7 +44,9 @@
 // devices overridden for the new machine and its drives pointed at its
 // own copies (PATCH /drives/{id}) before the VM resumes. Firecracker
 // reopens the drive paths recorded in the snapshot while loading it, so
-// the source machine's disks must still exist then.
+// while the paused VM is saved its drives point at the snapshot's frozen
+// copies (PATCH /drives/{id}, and back afterwards): a snapshot needs
+// nothing outside its directory.
 package firecracker
 
 import (

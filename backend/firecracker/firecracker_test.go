@@ -290,6 +290,15 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Errorf("snapshot = %+v", snap)
 	}
 	run(t, sh, "remember after") // the original runs on
+	if got := run(t, sh, "drives"); got != "map[disk0:"+filepath.Join(f.stateDir, "disk0.raw")+"]" {
+		t.Errorf("original's drives after the snapshot = %q, want its own copy again", got)
+	}
+	// The snapshot needs nothing of the source machine's: hide its disk
+	// while restoring.
+	ownDisk := filepath.Join(f.stateDir, "disk0.raw")
+	if err := os.Rename(ownDisk, ownDisk+".hidden"); err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{manifestName, stateName, memoryName, "disk0.raw"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("snapshot file: %v", err)
@@ -308,6 +317,9 @@ func TestSnapshotRestore(t *testing.T) {
 	rsh, err := ri.Shell(testCtx(t))
 	if err != nil {
 		t.Fatalf("restored Shell: %v", err)
+	}
+	if err := os.Rename(ownDisk+".hidden", ownDisk); err != nil {
+		t.Fatal(err)
 	}
 	if got := run(t, rsh, "recall"); got != "before" {
 		t.Errorf("restored guest remembers %q, want %q", got, "before")

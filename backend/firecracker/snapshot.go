@@ -100,15 +100,35 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 			}
 		}
 	}()
+	// The state records each drive's path, which Firecracker reopens
+	// when it loads it: point the paused VM's drives at their frozen
+	// copies while it is saved (same content), so that the snapshot
+	// needs nothing but its own files, and back at the machine's own.
+	own := func(n int) string { return filepath.Join(i.spec.StateDir, driveID(n)+".raw") }
+	frozen := func(n int) string { return filepath.Join(dir, driveID(n)+".raw") }
+	setDrives := func(path func(int) string) error {
+		for n := range i.manifest.Disks {
+			if err := i.api.call(ctx, "PATCH", "/drives/"+driveID(n), partialDrive{DriveID: driveID(n), PathOnHost: path(n)}, nil); err != nil {
+				return i.apiError("pointing the drives at their copies", err)
+			}
+		}
+		return nil
+	}
 	for n := range i.manifest.Disks {
-		src := filepath.Join(i.spec.StateDir, driveID(n)+".raw")
-		if err := copyFile(filepath.Join(dir, driveID(n)+".raw"), src); err != nil {
+		if err := copyFile(frozen(n), own(n)); err != nil {
 			return nil, fmt.Errorf("snapshot: freezing disk %d: %w", n, err)
 		}
 	}
+	if err := setDrives(frozen); err != nil {
+		return nil, errors.Join(err, setDrives(own))
+	}
 	body := snapshotCreate{SnapshotType: "Full", SnapshotPath: filepath.Join(dir, stateName), MemFilePath: filepath.Join(dir, memoryName)}
-	if err := i.api.call(ctx, "PUT", "/snapshot/create", body, nil); err != nil {
-		return nil, i.apiError("saving the snapshot", err)
+	createErr := i.api.call(ctx, "PUT", "/snapshot/create", body, nil)
+	if err := setDrives(own); err != nil {
+		return nil, err
+	}
+	if createErr != nil {
+		return nil, i.apiError("saving the snapshot", createErr)
 	}
 	data, err := json.MarshalIndent(i.manifest, "", "  ")
 	if err != nil {
