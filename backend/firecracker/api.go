@@ -113,11 +113,6 @@ type drive struct {
 	IsReadOnly   bool   `json:"is_read_only"`
 }
 
-type partialDrive struct {
-	DriveID    string `json:"drive_id"`
-	PathOnHost string `json:"path_on_host"`
-}
-
 type networkInterface struct {
 	IfaceID     string `json:"iface_id"`
 	HostDevName string `json:"host_dev_name"`

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -400,7 +401,11 @@ func (v *fakeVMM) guestCommand(ctx context.Context, req backdoor.GuestRequest) b
 	case cmd == "drives":
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		return backdoor.GuestReply{Output: []byte(fmt.Sprint(v.drives) + "\n")}
+		abs := map[string]string{}
+		for id, p := range v.drives {
+			abs[id], _ = filepath.Abs(p) // as the VMM opens it: from its working directory
+		}
+		return backdoor.GuestReply{Output: []byte(fmt.Sprint(abs) + "\n")}
 	case strings.HasPrefix(cmd, "fail "):
 		n, _ := strconv.Atoi(strings.TrimPrefix(cmd, "fail "))
 		return backdoor.GuestReply{Status: n}

@@ -41,12 +41,12 @@
 // /snapshot/create) with frozen copies of its disks, and resume it.
 // Restore starts a fresh process and loads the snapshot (PUT
 // /snapshot/load) before any configuration, with the vsock and TAP
-// devices overridden for the new machine and its drives pointed at its
-// own copies (PATCH /drives/{id}) before the VM resumes. Firecracker
-// reopens the drive paths recorded in the snapshot while loading it, so
-// while the paused VM is saved its drives point at the snapshot's frozen
-// copies (PATCH /drives/{id}, and back afterwards): a snapshot needs
-// nothing outside its directory.
+// devices overridden for the new machine. Firecracker records each
+// drive's path in the snapshot and reopens it while loading; the drives
+// are therefore given as paths relative to the process's working
+// directory, the state directory ("disk0.raw"), so that a restored
+// process opens its own copies and a snapshot (or a warm entry, which is
+// moved after it is saved) needs nothing outside its directory.
 package firecracker
 
 import (
@@ -209,18 +209,19 @@ func (b *Backend) taps(desc *backend.Description, machine string) ([]tapNIC, err
 }
 
 // copyDisks gives the machine its own copy of every disk in dir (a
-// reflink or sparse copy where the file system allows).
+// reflink or sparse copy where the file system allows) and returns their
+// paths relative to dir, Firecracker's working directory.
 func copyDisks(desc *backend.Description, dir string) ([]string, error) {
 	var out []string
 	for i, d := range desc.Disks {
 		if d.Format != "raw" {
 			return nil, unsupported(fmt.Sprintf("disk %d: format %s (Firecracker takes raw images only)", i, d.Format))
 		}
-		dst := filepath.Join(dir, driveID(i)+".raw")
-		if err := copyFile(dst, desc.Path(d.Path)); err != nil {
+		name := driveID(i) + ".raw"
+		if err := copyFile(filepath.Join(dir, name), desc.Path(d.Path)); err != nil {
 			return nil, fmt.Errorf("copying disk %d: %w", i, err)
 		}
-		out = append(out, dst)
+		out = append(out, name) // relative to the working directory: see the package doc
 	}
 	return out, nil
 }

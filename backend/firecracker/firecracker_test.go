@@ -367,3 +367,24 @@ func TestSnapshotFailureResumes(t *testing.T) {
 		t.Errorf("the VM was not resumed: %v", err)
 	}
 }
+
+func TestWarmKey(t *testing.T) {
+	f := newFixture(t, "m", nil)
+	b := newBackend(t)
+	k1, err := b.WarmKey(f.spec("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(k1, "description ") || !strings.Contains(k1, "root.raw") {
+		t.Errorf("key = %q", k1)
+	}
+	// A rebuilt kernel makes another key.
+	time.Sleep(10 * time.Millisecond)
+	kernel := filepath.Join(filepath.Dir(f.script), "vmlinux")
+	if err := os.WriteFile(kernel, []byte("another kernel"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if k2, err := b.WarmKey(f.spec("m")); err != nil || k2 == k1 {
+		t.Errorf("key after a kernel change = %q, %v; want a new one", k2, err)
+	}
+}

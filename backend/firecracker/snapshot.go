@@ -100,35 +100,15 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 			}
 		}
 	}()
-	// The state records each drive's path, which Firecracker reopens
-	// when it loads it: point the paused VM's drives at their frozen
-	// copies while it is saved (same content), so that the snapshot
-	// needs nothing but its own files, and back at the machine's own.
-	own := func(n int) string { return filepath.Join(i.spec.StateDir, driveID(n)+".raw") }
-	frozen := func(n int) string { return filepath.Join(dir, driveID(n)+".raw") }
-	setDrives := func(path func(int) string) error {
-		for n := range i.manifest.Disks {
-			if err := i.api.call(ctx, "PATCH", "/drives/"+driveID(n), partialDrive{DriveID: driveID(n), PathOnHost: path(n)}, nil); err != nil {
-				return i.apiError("pointing the drives at their copies", err)
-			}
-		}
-		return nil
-	}
 	for n := range i.manifest.Disks {
-		if err := copyFile(frozen(n), own(n)); err != nil {
+		src := filepath.Join(i.spec.StateDir, driveID(n)+".raw")
+		if err := copyFile(filepath.Join(dir, driveID(n)+".raw"), src); err != nil {
 			return nil, fmt.Errorf("snapshot: freezing disk %d: %w", n, err)
 		}
 	}
-	if err := setDrives(frozen); err != nil {
-		return nil, errors.Join(err, setDrives(own))
-	}
 	body := snapshotCreate{SnapshotType: "Full", SnapshotPath: filepath.Join(dir, stateName), MemFilePath: filepath.Join(dir, memoryName)}
-	createErr := i.api.call(ctx, "PUT", "/snapshot/create", body, nil)
-	if err := setDrives(own); err != nil {
-		return nil, err
-	}
-	if createErr != nil {
-		return nil, i.apiError("saving the snapshot", createErr)
+	if err := i.api.call(ctx, "PUT", "/snapshot/create", body, nil); err != nil {
+		return nil, i.apiError("saving the snapshot", err)
 	}
 	data, err := json.MarshalIndent(i.manifest, "", "  ")
 	if err != nil {
@@ -182,10 +162,11 @@ func readManifest(snap *backend.Snapshot) (*manifest, error) {
 	return &m, nil
 }
 
-// Restore starts a fresh Firecracker that continues from snap: it loads
-// the snapshot before any configuration, with its own vsock socket and
-// TAP devices, points the drives at its own copies of the frozen disks
-// and resumes the VM.
+// Restore starts a fresh Firecracker that continues from snap: it copies
+// the frozen disks into spec.StateDir, where the drives' relative paths
+// recorded in the state lead, loads the snapshot before any
+// configuration, with its own vsock socket and TAP devices, and resumes
+// the VM.
 func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.Snapshot) (backend.Instance, error) {
 	if snap.Backend != b.Name() {
 		return nil, fmt.Errorf("%w: it was saved by the %s backend", backend.ErrSnapshotMismatch, snap.Backend)
@@ -206,13 +187,11 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 	if err != nil {
 		return nil, err
 	}
-	var disks []string
 	for n := range want.Disks {
 		dst := filepath.Join(spec.StateDir, driveID(n)+".raw")
 		if err := copyFile(dst, filepath.Join(snap.Dir, driveID(n)+".raw")); err != nil {
 			return nil, fmt.Errorf("copying the snapshot's disk %d: %w", n, err)
 		}
-		disks = append(disks, dst)
 	}
 	i, err := b.launch(ctx, spec)
 	if err != nil {
@@ -235,11 +214,6 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 	}
 	if err := i.api.call(ctx, "PUT", "/snapshot/load", load, nil); err != nil {
 		return fail(i.apiError("loading the snapshot", err))
-	}
-	for n, d := range disks {
-		if err := i.api.call(ctx, "PATCH", "/drives/"+driveID(n), partialDrive{DriveID: driveID(n), PathOnHost: d}, nil); err != nil {
-			return fail(i.apiError("pointing the drives at the machine's copies", err))
-		}
 	}
 	if err := i.api.call(ctx, "PATCH", "/vm", vmState{State: "Resumed"}, nil); err != nil {
 		return fail(i.apiError("resuming the VM", err))
