@@ -232,31 +232,28 @@ func bootArgs(desc *backend.Description) string {
 	return strings.TrimSpace(desc.Cmdline + " " + consoleArgs)
 }
 
-// configure sends the machine's configuration and starts it.
+// put is one configuration request.
+type put struct {
+	path string
+	body any
+}
+
+// configure sends the machine's configuration and starts it. disks are
+// the drives' paths as Firecracker opens them.
 func (i *Instance) configure(ctx context.Context, desc *backend.Description, disks []string, taps []tapNIC) error {
-	calls := []struct {
-		path string
-		body any
-	}{
+	calls := []put{
 		{"/boot-source", bootSource{KernelImagePath: desc.Path(desc.Kernel), InitrdPath: desc.Path(desc.Initrd), BootArgs: bootArgs(desc)}},
 		{"/machine-config", machineConfig{VCPUCount: desc.CPUs, MemSizeMiB: desc.MemoryMiB}},
 	}
 	for n, d := range disks {
-		calls = append(calls, struct {
-			path string
-			body any
-		}{"/drives/" + driveID(n), drive{DriveID: driveID(n), PathOnHost: d}})
+		// Not is_root_device: the description's command line names the
+		// root file system itself.
+		calls = append(calls, put{"/drives/" + driveID(n), drive{DriveID: driveID(n), PathOnHost: d}})
 	}
 	for _, t := range taps {
-		calls = append(calls, struct {
-			path string
-			body any
-		}{"/network-interfaces/" + ifaceID(t.index), networkInterface{IfaceID: ifaceID(t.index), HostDevName: t.tap, GuestMAC: t.nic.MAC}})
+		calls = append(calls, put{"/network-interfaces/" + ifaceID(t.index), networkInterface{IfaceID: ifaceID(t.index), HostDevName: t.tap, GuestMAC: t.nic.MAC}})
 	}
-	calls = append(calls, struct {
-		path string
-		body any
-	}{"/vsock", vsock{GuestCID: guestCID, UDSPath: i.vsockPath}})
+	calls = append(calls, put{"/vsock", vsock{GuestCID: guestCID, UDSPath: i.vsockPath}})
 	for _, c := range calls {
 		if err := i.api.call(ctx, "PUT", c.path, c.body, nil); err != nil {
 			return i.apiError("configuring Firecracker", err)
