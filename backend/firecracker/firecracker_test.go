@@ -388,3 +388,31 @@ func TestWarmKey(t *testing.T) {
 		t.Errorf("key after a kernel change = %q, %v; want a new one", k2, err)
 	}
 }
+
+// TestFakeVMMRefuses checks that the fake keeps Firecracker's contract,
+// so that the tests above mean something: bodies are checked against the
+// API description and requests out of state are refused.
+func TestFakeVMMRefuses(t *testing.T) {
+	f := newFixture(t, "m", nil)
+	inst := start(t, newBackend(t), f.spec("m"))
+	ctx := testCtx(t)
+	for _, c := range []struct {
+		method, path string
+		body         any
+		want         string
+	}{
+		{"PUT", "/snapshot/create", snapshotCreate{SnapshotType: "Full", SnapshotPath: "s", MemFilePath: "m"}, "must be paused"},
+		{"PUT", "/snapshot/load", snapshotLoad{SnapshotPath: "s", MemFilePath: "m"}, "only before any configuration"},
+		{"PUT", "/machine-config", machineConfig{VCPUCount: 1, MemSizeMiB: 64}, "after starting"},
+		{"PUT", "/vsock", map[string]any{"guest_cid": 3, "uds_path": "x", "vsock_id": "v", "bogus": true}, "unknown property bogus"},
+		{"PUT", "/actions", action{ActionType: "Reboot"}, "is not one of"},
+		{"DELETE", "/vm", nil, "does not take DELETE"},
+		{"GET", "/no-such-path", nil, "no path /no-such-path"},
+	} {
+		err := inst.api.call(ctx, c.method, c.path, c.body, nil)
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || !strings.Contains(apiErr.Fault, c.want) {
+			t.Errorf("%s %s = %v, want a fault containing %q", c.method, c.path, err, c.want)
+		}
+	}
+}
