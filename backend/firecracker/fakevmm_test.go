@@ -57,7 +57,6 @@ type fakeVMM struct {
 	configured bool // any configuration call accepted
 	started    bool // InstanceStart or a snapshot load
 	paused     bool
-	restored   bool
 	memory     string // the fake guest's "memory": what `remember` stored
 	vsockLn    net.Listener
 	ctx        context.Context
@@ -308,7 +307,6 @@ func (v *fakeVMM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		v.memory = string(mem)
-		v.restored = true
 		if err := v.startGuest(); err != nil {
 			v.fault(w, http.StatusInternalServerError, "%v", err)
 			return
@@ -369,11 +367,8 @@ func (v *fakeVMM) serveVsock(conn net.Conn) {
 		return
 	}
 	fmt.Fprintf(conn, "OK 1073741824\n")
-	v.mu.Lock()
-	restored := v.restored
-	v.mu.Unlock()
+	// Each connection is a fresh shell (socat ...,fork), banner first.
 	backdoor.ServeGuest(v.ctx, conn, v.guestCommand, backdoor.FakeGuestOptions{
-		NoBanner: restored,
 		Raw: func(text string) {
 			if strings.HasPrefix(text, "poweroff") {
 				fmt.Println("fake guest: power off")

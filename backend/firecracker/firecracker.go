@@ -19,12 +19,15 @@
 // The guest's root shell (the backdoor) is reached over Firecracker's
 // hybrid vsock: the backend connects to the vsock's Unix socket, sends
 // "CONNECT <BackdoorPort>\n" and reads "OK <n>\n"; the stream that
-// follows is the guest's shell. The guest must therefore run a root
-// shell on vsock port BackdoorPort that speaks on its stdio, for example
+// follows is the guest's shell, spoken exactly as on QEMU's virtconsole:
+// the guest first prints backdoor.Banner, then runs a root bash on the
+// stream. The guest must therefore serve vsock port BackdoorPort like
+// this (as NixOS's backdoor.service does on hvc0):
 //
-//	socat VSOCK-LISTEN:1025,reuseaddr EXEC:"bash --norc",stderr
+//	socat VSOCK-LISTEN:1025,reuseaddr,fork \
+//	    EXEC:'sh -c "echo Spawning backdoor root shell...; exec bash --norc"',stderr
 //
-// (one connection at a time; the project's images provide it).
+// The project's images do not do this yet.
 //
 // The serial console (ttyS0) is the process's stdout. Firecracker has no
 // user-mode network, no display, no keyboard and no monitor: VLAN 0 NICs

@@ -42,7 +42,6 @@ type Instance struct {
 	console   *tail
 	stderr    *tail
 	done      chan struct{}
-	restored  bool
 	manifest  *manifest
 
 	connectMu sync.Mutex // one Shell connects at a time
@@ -118,7 +117,10 @@ func (i *Instance) apiError(op string, err error) error {
 	return i.withTails(&backend.Error{Op: op, Process: "Firecracker", PID: i.pid, Err: err})
 }
 
-// Shell waits for the guest's root shell on the hybrid vsock.
+// Shell waits for the guest's root shell on the hybrid vsock. Every
+// connection gets a fresh shell that prints the banner first, also on a
+// restored machine: Firecracker resets vsock connections when it loads a
+// snapshot, so the saved guest's shell has no host any more.
 func (i *Instance) Shell(ctx context.Context) (*backdoor.Shell, error) {
 	i.connectMu.Lock()
 	defer i.connectMu.Unlock()
@@ -139,9 +141,6 @@ func (i *Instance) Shell(ctx context.Context) (*backdoor.Shell, error) {
 			var opts []backdoor.Option
 			if i.spec.Logf != nil {
 				opts = append(opts, backdoor.WithLogf(i.spec.Logf))
-			}
-			if i.restored {
-				opts = append(opts, backdoor.WithoutBanner())
 			}
 			sh := backdoor.New(conn, opts...)
 			if err := sh.WaitReady(ctx); err != nil {

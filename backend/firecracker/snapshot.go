@@ -197,7 +197,6 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 	if err != nil {
 		return nil, err
 	}
-	i.restored = true
 	i.manifest = have
 	load := snapshotLoad{
 		SnapshotPath:  filepath.Join(snap.Dir, stateName),
