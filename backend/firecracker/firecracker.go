@@ -164,7 +164,7 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 	if err != nil {
 		return nil, err
 	}
-	disks, err := copyDisks(desc, spec.StateDir)
+	disks, err := copyDisks(ctx, desc, spec.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -214,14 +214,14 @@ func (b *Backend) taps(desc *backend.Description, machine string) ([]tapNIC, err
 // copyDisks gives the machine its own copy of every disk in dir (a
 // reflink or sparse copy where the file system allows) and returns their
 // paths relative to dir, Firecracker's working directory.
-func copyDisks(desc *backend.Description, dir string) ([]string, error) {
+func copyDisks(ctx context.Context, desc *backend.Description, dir string) ([]string, error) {
 	var out []string
 	for i, d := range desc.Disks {
 		if d.Format != "raw" {
 			return nil, unsupported(fmt.Sprintf("disk %d: format %s (Firecracker takes raw images only)", i, d.Format))
 		}
 		name := driveID(i) + ".raw"
-		if err := copyFile(filepath.Join(dir, name), desc.Path(d.Path)); err != nil {
+		if err := copyFile(ctx, filepath.Join(dir, name), desc.Path(d.Path)); err != nil {
 			return nil, fmt.Errorf("copying disk %d: %w", i, err)
 		}
 		out = append(out, name) // relative to the working directory: see the package doc

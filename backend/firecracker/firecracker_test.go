@@ -136,8 +136,9 @@ func TestBootShellPowerDown(t *testing.T) {
 	if got := run(t, sh, "drives"); got != "map[disk0:"+filepath.Join(f.stateDir, "disk0.raw")+"]" {
 		t.Errorf("drives = %q", got)
 	}
-	if fi, err := os.Stat(filepath.Join(f.stateDir, "disk0.raw")); err != nil || fi.Size() != 3<<20 {
-		t.Errorf("disk copy: %v", err)
+	orig, _ := os.ReadFile(filepath.Join(filepath.Dir(f.script), "root.raw"))
+	if cp, err := os.ReadFile(filepath.Join(f.stateDir, "disk0.raw")); err != nil || len(cp) != 3<<20 || !bytes.Equal(cp, orig) {
+		t.Errorf("the disk copy differs from the image (%v)", err)
 	}
 	// Configuration after InstanceStart is refused by the VMM.
 	err = inst.configure(testCtx(t), &backend.Description{Kernel: "/k", CPUs: 1, MemoryMiB: 64}, nil, nil)

@@ -359,8 +359,8 @@ func (w *consoleWriter) Write(p []byte) (int, error) {
 }
 
 // copyFile copies src to dst (mode 0600): a reflink where the file
-// system supports one, else a sparse copy.
-func copyFile(dst, src string) (err error) {
+// system supports one, else a sparse copy, which stops when ctx ends.
+func copyFile(ctx context.Context, dst, src string) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -381,17 +381,20 @@ func copyFile(dst, src string) (err error) {
 	if ioctlFileClone(out, in) == nil {
 		return nil
 	}
-	return sparseCopy(out, in)
+	return sparseCopy(ctx, out, in)
 }
 
 // sparseCopy copies in to out, leaving holes where in has blocks of
 // zeros.
-func sparseCopy(out, in *os.File) error {
+func sparseCopy(ctx context.Context, out, in *os.File) error {
 	buf := make([]byte, 1<<20)
 	zero := make([]byte, len(buf))
 	var size int64
 	r := bufio.NewReaderSize(in, len(buf))
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			if bytes.Equal(buf[:n], zero[:n]) {

@@ -102,7 +102,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 	}()
 	for n := range i.manifest.Disks {
 		src := filepath.Join(i.spec.StateDir, driveID(n)+".raw")
-		if err := copyFile(filepath.Join(dir, driveID(n)+".raw"), src); err != nil {
+		if err := copyFile(ctx, filepath.Join(dir, driveID(n)+".raw"), src); err != nil {
 			return nil, fmt.Errorf("snapshot: freezing disk %d: %w", n, err)
 		}
 	}
@@ -189,7 +189,7 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 	}
 	for n := range want.Disks {
 		dst := filepath.Join(spec.StateDir, driveID(n)+".raw")
-		if err := copyFile(dst, filepath.Join(snap.Dir, driveID(n)+".raw")); err != nil {
+		if err := copyFile(ctx, dst, filepath.Join(snap.Dir, driveID(n)+".raw")); err != nil {
 			return nil, fmt.Errorf("copying the snapshot's disk %d: %w", n, err)
 		}
 	}
