@@ -13,6 +13,7 @@ absent_prereq=""
 tab=$(printf '\t')
 while IFS="$tab" read -r name pkg _; do
 	case "$name" in '' | '#'*) continue ;; esac
+	[ "$pkg" = optional ] && continue # not required: install it yourself
 	case "$name" in
 	/*) [ -e "$name" ] && continue ;;
 	*) command -v "$name" >/dev/null 2>&1 || [ -x "/usr/sbin/$name" ] || [ -x "/sbin/$name" ] && continue ;;

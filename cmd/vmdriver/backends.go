@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/backend/firecracker"
 	"github.com/vmdriver/vmdriver/backend/qemu"
 )
 
@@ -15,7 +16,8 @@ const defaultBackend = "qemu"
 // backends are the hypervisor backends --backend chooses from, by
 // backend.Backend.Name. A new backend is one more entry.
 var backends = map[string]func() backend.Backend{
-	"qemu": func() backend.Backend { return qemu.New() },
+	"qemu":        func() backend.Backend { return qemu.New() },
+	"firecracker": func() backend.Backend { return firecracker.New() },
 }
 
 // backendNames lists the names --backend takes, sorted.

@@ -11,6 +11,7 @@ import (
 
 // runDeps prints the host tools table with where each tool was found, and
 // fails when one is missing: the same table `make deps` installs from.
+// Optional tools are listed but never make it fail.
 func runDeps(args []string, stdout io.Writer) error {
 	if len(args) > 0 {
 		return usageError{"usage: vmdriver deps (takes no arguments)"}
@@ -20,11 +21,17 @@ func runDeps(args []string, stdout io.Writer) error {
 	var missing []string
 	for _, t := range hosttools.All() {
 		pkg := t.Package
-		if pkg == "" {
+		switch {
+		case t.Optional:
+			pkg = "(optional)"
+		case pkg == "":
 			pkg = "(yours)"
 		}
 		where, err := hosttools.Path(t.Name)
-		if err != nil {
+		switch {
+		case err != nil && t.Optional:
+			where = "not installed (optional)"
+		case err != nil:
 			where = "MISSING"
 			missing = append(missing, t.Name)
 		}

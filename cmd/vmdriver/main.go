@@ -103,7 +103,7 @@ commands:
   "A B", --vm-names/--vm-start-scripts, --vlans "1 2", --global-timeout SECS,
   -K/--keep-machine-state, -I/--interactive, -o/--output_directory DIR,
   --junit-xml FILE, --log-level LEVEL, --log-format text|json,
-  --backend NAME (the hypervisor backend; default and only one so far: qemu)
+  --backend NAME (the hypervisor backend: qemu, the default, or firecracker)
 
   --warm (env VMDRIVER_WARM=1; "warm": true in the config)
         start each machine from a post-boot snapshot saved by an earlier

@@ -29,8 +29,13 @@ type Tool struct {
 	// code reads (firmware, certificates).
 	Name string
 	// Package is the Debian package that installs it, or "" for a
-	// prerequisite the user brings (Go, make).
+	// prerequisite the user brings (Go, make) or an optional tool.
 	Package string
+	// Optional marks a tool that is not a Debian package and that only
+	// an optional part of vmdriver needs (a hypervisor other than
+	// QEMU): `make deps` neither installs nor requires it. Its package
+	// column reads "optional".
+	Optional bool
 	// NeededBy says which part of vmdriver uses it.
 	NeededBy string
 }
@@ -53,7 +58,8 @@ func (e missingTools) Unwrap() error { return ErrMissing }
 var parsed = sync.OnceValues(func() ([]Tool, error) { return parse(tableText) })
 
 // parse reads the table: tab-separated name, package, needed-by; '#'
-// starts a comment line.
+// starts a comment line. The package "-" marks a prerequisite, "optional"
+// an optional tool.
 func parse(text string) ([]Tool, error) {
 	var tools []Tool
 	seen := map[string]bool{}
@@ -70,8 +76,12 @@ func parse(text string) ([]Tool, error) {
 		}
 		seen[f[0]] = true
 		t := Tool{Name: f[0], Package: f[1], NeededBy: f[2]}
-		if t.Package == "-" {
+		switch t.Package {
+		case "-":
 			t.Package = ""
+		case "optional":
+			t.Package = ""
+			t.Optional = true
 		}
 		tools = append(tools, t)
 	}
@@ -134,6 +144,8 @@ func MissingError(name string) error {
 	switch {
 	case !ok:
 		return fmt.Errorf("%w: %q (add it to internal/hosttools/tools.tsv with its Debian package)", ErrUnlisted, name)
+	case t.Optional:
+		return fmt.Errorf("%s is %w (needed by %s; it is not a Debian package: install it yourself)", t.Name, ErrMissing, t.NeededBy)
 	case t.Package == "":
 		return fmt.Errorf("%s is %w (needed by %s)", t.Name, ErrMissing, t.NeededBy)
 	}

@@ -235,3 +235,21 @@ func stringLit(e ast.Expr) (string, bool) {
 	s, err := strconv.Unquote(bl.Value)
 	return s, err == nil
 }
+
+func TestOptionalTool(t *testing.T) {
+	tools, err := parse("fc\toptional\tbackend/x\ngo\t-\tbuilding\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tools[0].Optional || tools[0].Package != "" || tools[1].Optional {
+		t.Fatalf("parsed %+v", tools)
+	}
+	fc, ok := Lookup("firecracker")
+	if !ok || !fc.Optional {
+		t.Fatalf("firecracker row = %+v, %v; want an optional tool", fc, ok)
+	}
+	t.Setenv("PATH", t.TempDir())
+	if _, err := Path("firecracker"); !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), "install it yourself") {
+		t.Errorf("Path(firecracker) = %v", err)
+	}
+}
