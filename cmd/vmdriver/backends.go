@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/backend/cloudhypervisor"
 	"github.com/vmdriver/vmdriver/backend/qemu"
 )
 
@@ -16,6 +17,10 @@ const defaultBackend = "qemu"
 // backend.Backend.Name. A new backend is one more entry.
 var backends = map[string]func() backend.Backend{
 	"qemu": func() backend.Backend { return qemu.New() },
+	// cloud-hypervisor boots machines from their descriptions; it has no
+	// user-mode network, and VLAN NICs need TAP devices (not wired up
+	// here yet), so only machines without VLANs start.
+	"cloud-hypervisor": func() backend.Backend { return cloudhypervisor.New() },
 }
 
 // backendNames lists the names --backend takes, sorted.
