@@ -371,3 +371,53 @@ func TestSchemaCheck(t *testing.T) {
 		t.Error("the description's paths are not read right")
 	}
 }
+
+// TestShellFailsEarly: a VMM that dies before the guest's shell is up
+// fails Shell at once with how it ended; a guest that never offers its
+// shell fails it at the deadline.
+func TestShellFailsEarly(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := testCtx(t)
+	spec, _ := f.spec(t, fakeModeEnv+"=die-after-boot")
+	inst, err := f.b.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	start := time.Now()
+	_, err = inst.Shell(ctx)
+	var be *backend.Error
+	if !errors.As(err, &be) || !errors.Is(err, backend.ErrExited) || be.ExitStatus != 4 || !strings.Contains(strings.Join(be.Stderr, "\n"), "triple fault") {
+		t.Fatalf("Shell = %v (%+v), want an exit with status 4 and the stderr tail", err, be)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("Shell took %v to notice the exit", time.Since(start))
+	}
+	if !errors.Is(inst.ExitErr(), backend.ErrExited) || !strings.Contains(inst.Diagnostics(), "triple fault") {
+		t.Errorf("ExitErr = %v, Diagnostics = %q", inst.ExitErr(), inst.Diagnostics())
+	}
+
+	spec, _ = f.spec(t, fakeModeEnv+"=silent")
+	inst, err = f.b.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := inst.Shell(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shell of a silent guest = %v, want a deadline", err)
+	}
+	pid := inst.PID()
+	if err := inst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	select {
+	case <-inst.Done():
+	default:
+		t.Errorf("pid %d still running after Close", pid)
+	}
+}

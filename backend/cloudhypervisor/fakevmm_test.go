@@ -30,7 +30,9 @@ const (
 	fakeSchemaEnv = "VMDRIVER_TEST_FAKE_CH_SCHEMA"
 	// fakeModeEnv selects a failure: "die-on-create" (exit 3 at
 	// vm.create), "reject-boot" (vm.boot answers 500), "no-console"
-	// (no console socket), "no-api" (never listen).
+	// (no console socket), "no-api" (never listen), "die-after-boot"
+	// (exit 4 before the guest's shell is up), "silent" (the guest never
+	// prints its banner).
 	fakeModeEnv = "VMDRIVER_TEST_FAKE_CH_MODE"
 )
 
@@ -267,6 +269,13 @@ func (v *vmm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		fmt.Println("fake guest: Linux booting on ttyS0")
 		v.state = "Running"
+		if v.mode == "die-after-boot" {
+			go func() {
+				time.Sleep(200 * time.Millisecond)
+				fmt.Fprintln(os.Stderr, "fake cloud-hypervisor: guest triple fault")
+				os.Exit(4)
+			}()
+		}
 	case "/vm.pause":
 		if !need("Running") {
 			return
@@ -355,6 +364,10 @@ func (v *vmm) serveConsole(l net.Listener, restored bool) {
 	}
 	h := func(ctx context.Context, req backdoor.GuestRequest) backdoor.GuestReply {
 		return backdoor.GuestReply{Output: []byte("ran: " + req.Command + "\n")}
+	}
+	if v.mode == "die-after-boot" || v.mode == "silent" {
+		io.Copy(io.Discard, conn)
+		return
 	}
 	backdoor.ServeGuest(context.Background(), conn, h, backdoor.FakeGuestOptions{
 		NoBanner: restored,

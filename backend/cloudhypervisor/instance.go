@@ -134,7 +134,11 @@ func (i *Instance) dialSocket(ctx context.Context, path, op string) (net.Conn, e
 
 // api calls PUT /api/v1/<endpoint> with body as JSON (none if nil).
 func (i *Instance) api(ctx context.Context, endpoint string, body any) error {
-	ctx, cancel := context.WithTimeout(ctx, i.b.wait)
+	limit := i.b.wait
+	if endpoint == "vm.snapshot" || endpoint == "vm.restore" {
+		limit = max(limit, slowCall) // they copy the guest's whole memory
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var r io.Reader
 	if body != nil {
@@ -169,6 +173,9 @@ func (i *Instance) api(ctx context.Context, endpoint string, body any) error {
 	}
 	return nil
 }
+
+// slowCall bounds the API calls that write or read the guest's memory.
+const slowCall = 10 * time.Minute
 
 // connectConsole connects to the virtio console's socket, which
 // cloud-hypervisor creates once the VM exists, and starts the shell over
@@ -213,10 +220,13 @@ func (i *Instance) Shell(ctx context.Context) (*backdoor.Shell, error) {
 	if err == nil {
 		return i.shell, nil
 	}
-	select {
-	case <-i.done:
+	// A dying VMM closes the console a moment before it is reaped.
+	grace := time.Second
+	if ctx.Err() != nil {
+		grace = 0
+	}
+	if i.wait(grace) {
 		return nil, i.exitError(op)
-	default:
 	}
 	if ctx.Err() != nil {
 		return nil, i.withTails(&backend.Error{Op: op, Err: err})
@@ -330,6 +340,14 @@ func (i *Instance) Close() error {
 
 // wait waits up to d for the process to exit.
 func (i *Instance) wait(d time.Duration) bool {
+	select {
+	case <-i.done:
+		return true
+	default:
+	}
+	if d <= 0 {
+		return false
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
