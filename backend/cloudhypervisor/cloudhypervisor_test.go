@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -419,5 +420,96 @@ func TestShellFailsEarly(t *testing.T) {
 	case <-inst.Done():
 	default:
 		t.Errorf("pid %d still running after Close", pid)
+	}
+}
+
+// TestSnapshotRestore: KeepPaused leaves the VM paused; a restored
+// machine gets its own layers over the frozen copies and its own console
+// socket; a failed vm.snapshot resumes the guest and leaves nothing.
+func TestSnapshotRestore(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := testCtx(t)
+	spec, _ := f.spec(t)
+	inst, err := f.b.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	i := inst.(*Instance)
+	dir := t.TempDir()
+	snap, err := i.Snapshot(ctx, dir, backend.SnapshotOptions{KeepPaused: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Backend != "cloud-hypervisor" || snap.Size <= 0 || snap.Machine != "m" {
+		t.Errorf("snapshot = %+v", snap)
+	}
+	if err := i.api(ctx, "vm.resume", nil); err != nil {
+		t.Errorf("resume after KeepPaused: %v (was the VM not paused?)", err)
+	}
+
+	spec2, _ := f.spec(t)
+	spec2.Name = "m-1"
+	clone, err := f.b.Restore(ctx, spec2, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clone.Close()
+	sh, err := clone.Shell(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := sh.Run(ctx, "id", backdoorOpts()); err != nil || !strings.Contains(string(res.Output), "ran: id") {
+		t.Fatalf("clone Run = %q, %v", res.Output, err)
+	}
+	data, err := os.ReadFile(filepath.Join(spec2.StateDir, "restore", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Disks   []struct{ Path string } `json:"disks"`
+		Console struct{ Socket string } `json:"console"`
+		Net     []struct{ Tap string }  `json:"net"`
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Disks) != 1 || cfg.Disks[0].Path != filepath.Join(spec2.StateDir, "disk0.qcow2") || cfg.Console.Socket != consoleSocket(spec2.StateDir) || len(cfg.Net) != 1 || cfg.Net[0].Tap != "tap-m-1-1" {
+		t.Errorf("restored configuration %s does not point at the clone's own files and TAP", data)
+	}
+	img, err := hosttools.Path("qemu-img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, img, "info", "--output=json", cfg.Disks[0].Path).Output()
+	if err != nil || !strings.Contains(string(out), filepath.Join(dir, "disk0.qcow2")) {
+		t.Errorf("the clone's layer is not over the frozen copy: %s, %v", out, err)
+	}
+
+	g := newFixture(t, nil)
+	spec3, _ := g.spec(t, fakeModeEnv+"=fail-snapshot")
+	bad, err := g.b.Start(ctx, spec3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	dir2 := t.TempDir()
+	if _, err := bad.(*Instance).Snapshot(ctx, dir2, backend.SnapshotOptions{}); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("Snapshot = %v, want the VMM's error", err)
+	}
+	if entries, _ := os.ReadDir(dir2); len(entries) != 0 {
+		t.Errorf("a failed snapshot left %d entries", len(entries))
+	}
+	if err := bad.(*Instance).api(ctx, "vm.pause", nil); err != nil {
+		t.Errorf("the guest was not resumed after the failed snapshot: %v", err)
+	}
+}
+
+func TestBadDescription(t *testing.T) {
+	f := newFixture(t, nil)
+	spec, _ := f.spec(t)
+	spec.StartScript = filepath.Join(t.TempDir(), "run-x-vm")
+	if _, err := f.b.Start(testCtx(t), spec); !errors.Is(err, backend.ErrNoDescription) {
+		t.Errorf("Start without a description = %v", err)
 	}
 }

@@ -32,7 +32,7 @@ const (
 	// vm.create), "reject-boot" (vm.boot answers 500), "no-console"
 	// (no console socket), "no-api" (never listen), "die-after-boot"
 	// (exit 4 before the guest's shell is up), "silent" (the guest never
-	// prints its banner).
+	// prints its banner), "fail-snapshot" (vm.snapshot answers 500).
 	fakeModeEnv = "VMDRIVER_TEST_FAKE_CH_MODE"
 )
 
@@ -288,6 +288,10 @@ func (v *vmm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		v.state = "Running"
 	case "/vm.snapshot":
 		if !need("Paused") {
+			return
+		}
+		if v.mode == "fail-snapshot" {
+			v.fail(w, http.StatusInternalServerError, "Error snapshotting VM: no space left on device")
 			return
 		}
 		if err := v.snapshot(obj["destination_url"].(string)); err != nil {
