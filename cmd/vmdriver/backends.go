@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/backend/cloudhypervisor"
 	"github.com/vmdriver/vmdriver/backend/firecracker"
 	"github.com/vmdriver/vmdriver/backend/qemu"
 )
@@ -18,6 +19,10 @@ const defaultBackend = "qemu"
 var backends = map[string]func() backend.Backend{
 	"qemu":        func() backend.Backend { return qemu.New() },
 	"firecracker": func() backend.Backend { return firecracker.New() },
+	// cloud-hypervisor boots machines from their descriptions; it has no
+	// user-mode network, and VLAN NICs need TAP devices (not wired up
+	// here yet), so only machines without VLANs start.
+	"cloud-hypervisor": func() backend.Backend { return cloudhypervisor.New() },
 }
 
 // backendNames lists the names --backend takes, sorted.
