@@ -15,7 +15,8 @@ const defaultBackend = "qemu"
 // backends are the hypervisor backends --backend chooses from, by
 // backend.Backend.Name. A new backend is one more entry.
 var backends = map[string]func() backend.Backend{
-	"qemu": func() backend.Backend { return qemu.New() },
+	"qemu":    func() backend.Backend { return qemu.New() },
+	"microvm": func() backend.Backend { return qemu.NewMicrovm() },
 }
 
 // backendNames lists the names --backend takes, sorted.
