@@ -1,10 +1,14 @@
 package qemu
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/vmdriver/vmdriver/backend"
@@ -41,6 +45,9 @@ type microvmConfig struct {
 	// Getenv reads the spec's environment over the driver's:
 	// QEMU_VDE_SOCKET_<n>, QEMU_NET_OPTS and QEMU_KERNEL_PARAMS.
 	Getenv func(string) string
+	// TSCkHz, when positive, is passed as tsc_early_khz= (see
+	// hostTSCkHz).
+	TSCkHz int
 }
 
 // microvmArgs returns QEMU's machine arguments for a description, before
@@ -103,6 +110,9 @@ func microvmArgs(c microvmConfig) (args []string, overlays [][3]string, err erro
 			"-device", "virtio-blk-device,drive="+id)
 	}
 	cmdline := microvmCmdline(d.Cmdline)
+	if c.TSCkHz > 0 {
+		cmdline += fmt.Sprintf(" tsc_early_khz=%d", c.TSCkHz)
+	}
 	if p := c.Getenv("QEMU_KERNEL_PARAMS"); p != "" {
 		cmdline += " " + p
 	}
@@ -129,7 +139,7 @@ func specGetenv(env []string) func(string) string {
 // microvmCommand loads the spec's description, creates its disk overlays
 // (kept when they exist: a restore makes its own) and returns the QEMU
 // binary and its machine arguments.
-func microvmCommand(ctx context.Context, spec backend.Spec, stateDir string) (string, []string, error) {
+func microvmCommand(ctx context.Context, spec backend.Spec, stateDir string, tcg bool) (string, []string, error) {
 	desc, err := backend.LoadDescription(backend.DescriptionPath(spec.StartScript))
 	if err != nil {
 		return "", nil, err
@@ -145,7 +155,11 @@ func microvmCommand(ctx context.Context, spec backend.Spec, stateDir string) (st
 			return "", nil, fmt.Errorf("shared directory: %w", err)
 		}
 	}
-	args, overlays, err := microvmArgs(microvmConfig{Desc: desc, StateDir: stateDir, SharedDir: shared, Getenv: specGetenv(spec.Env)})
+	cfg := microvmConfig{Desc: desc, StateDir: stateDir, SharedDir: shared, Getenv: specGetenv(spec.Env)}
+	if tcg {
+		cfg.TSCkHz = hostTSCkHz()
+	}
+	args, overlays, err := microvmArgs(cfg)
 	if err != nil {
 		return "", nil, err
 	}
@@ -185,3 +199,45 @@ const microvmHangMarker = "Marking TSC unstable due to could not calculate TSC k
 // microvmHangHint explains a boot that timed out after microvmHangMarker.
 const microvmHangHint = "the guest kernel hung after its TSC calibration against the PIT failed (\"" + microvmHangMarker +
 	"\"): -M microvm has no HPET or ACPI PM timer to fall back to; a TCG boot on a loaded host hits this now and then, start the machine again or use --backend qemu"
+
+// hostTSCkHz returns the host's TSC frequency in kHz, or 0 when it is not
+// known. Under TCG the guest reads the host's TSC, so telling the guest
+// kernel its frequency (tsc_early_khz=) spares it the calibration against
+// the PIT that fails when the vCPU is descheduled, after which it hangs
+// on microvm (microvmHangMarker). The host's /proc/cpuinfo "cpu MHz" is
+// the TSC frequency only with the tsc_known_freq and constant_tsc flags.
+func hostTSCkHz() int {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	return parseCPUInfoTSCkHz(f)
+}
+
+// parseCPUInfoTSCkHz reads the first processor's "cpu MHz" and flags.
+func parseCPUInfoTSCkHz(r io.Reader) int {
+	var mhz float64
+	var known, constant, seenMHz, seenFlags bool
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() && !(seenMHz && seenFlags) {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "cpu MHz":
+			mhz, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			seenMHz = true
+		case "flags":
+			fl := strings.Fields(v)
+			known, constant = slices.Contains(fl, "tsc_known_freq"), slices.Contains(fl, "constant_tsc")
+			seenFlags = true
+		}
+	}
+	if !known || !constant || mhz < 100 {
+		return 0
+	}
+	return int(mhz * 1000)
+}

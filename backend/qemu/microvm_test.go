@@ -67,3 +67,18 @@ func TestDriverArgsMicrovm(t *testing.T) {
 		t.Errorf("names %q %q", n.Name(), n.Hypervisor())
 	}
 }
+
+func TestParseCPUInfoTSCkHz(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"processor\t: 0\ncpu MHz\t\t: 2100.000\nflags\t\t: fpu tsc constant_tsc tsc_known_freq\n", 2100000},
+		{"cpu MHz\t\t: 2100.000\nflags\t\t: fpu tsc constant_tsc\n", 0},
+		{"flags\t\t: fpu\n", 0},
+	} {
+		if got := parseCPUInfoTSCkHz(strings.NewReader(c.in)); got != c.want {
+			t.Errorf("parseCPUInfoTSCkHz(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}

@@ -282,7 +282,7 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool, 
 	script := spec.StartScript
 	var machineArgs []string
 	if b.microvm {
-		if script, machineArgs, err = microvmCommand(ctx, spec, stateDir); err != nil {
+		if script, machineArgs, err = microvmCommand(ctx, spec, stateDir, !choice.KVM); err != nil {
 			return nil, err
 		}
 	}
