@@ -148,9 +148,12 @@ func microvmCommand(ctx context.Context, spec backend.Spec, stateDir string, tcg
 	if err != nil {
 		return "", nil, ErrNoQEMU
 	}
+	// Like the start scripts: SHARED_DIR or STATE/xchg, created.
 	shared := spec.SharedDir
-	if shared == "" && desc.Shared {
+	if shared == "" {
 		shared = filepath.Join(stateDir, "xchg")
+	}
+	if desc.Shared {
 		if err := os.MkdirAll(shared, 0o700); err != nil {
 			return "", nil, fmt.Errorf("shared directory: %w", err)
 		}
