@@ -74,3 +74,41 @@ func TestRealMicrovm(t *testing.T) {
 		t.Errorf("original sees %q after the clone wrote", got)
 	}
 }
+
+// TestRealMicrovmSystemd boots the systemd guest under -M microvm: its
+// root file system is on a virtio-mmio block device (a qcow2 overlay in
+// the state directory), and ACPI power-off reaches logind.
+func TestRealMicrovmSystemd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots the systemd guest")
+	}
+	needQEMU(t)
+	b := NewMicrovm(WithAccel(AccelTCG))
+	spec := specDefaults(t, backend.Spec{StartScript: testenv.StartScript(t, "systemd")}, "mvmsd")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	inst, err := b.Start(ctx, spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	i := inst.(*Instance)
+	t.Cleanup(func() { i.Close() })
+	bctx, bcancel := context.WithTimeout(ctx, b.BootTimeout())
+	defer bcancel()
+	sh, err := i.Shell(bctx)
+	if err != nil {
+		t.Fatalf("Shell: %v", err)
+	}
+	if got := mustRun(t, ctx, sh, "findmnt -n -o SOURCE /"); got != "/dev/vda\n" {
+		t.Errorf("root file system on %q, want /dev/vda", got)
+	}
+	mustRun(t, ctx, sh, `s=$(systemctl is-system-running --wait); case "$s" in running | degraded) ;; *) echo "$s"; exit 1 ;; esac`)
+	if err := i.PowerDown(ctx); err != nil {
+		t.Fatalf("PowerDown: %v", err)
+	}
+	select {
+	case <-i.Done():
+	case <-ctx.Done():
+		t.Fatal("the systemd guest did not power off within the deadline")
+	}
+}
