@@ -18,11 +18,14 @@ import (
 // Kernel modules the guests load, in the order the brief's measurements
 // used; dependencies found in modules.dep are added before each.
 var (
-	// baseModules give the virtio console (backdoor), net, block, rng,
-	// the 9p share, and QEMU fw_cfg in sysfs, through which the start
-	// script passes the machine's VLAN network (guest/vmdriver-net).
+	// baseModules give the virtio transports (PCI for -M pc, MMIO for
+	// -M microvm, whose devices QEMU names on the kernel command line as
+	// virtio_mmio.device=), the virtio console (backdoor), net, block,
+	// rng, the 9p share, and QEMU fw_cfg in sysfs, through which the
+	// start script passes the machine's VLAN network (guest/vmdriver-net).
 	baseModules = []string{
 		"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
+		"virtio_mmio",
 		"virtio_console", "virtio_net", "virtio_blk", "virtio_rng",
 		"netfs", "9pnet", "9pnet_virtio", "9p", "qemu_fw_cfg",
 	}

@@ -14,6 +14,9 @@ const qmpSocket = "qmp"
 // argvOptions is everything driverArgs needs; it holds no host state so
 // the command line can be tested as a table.
 type argvOptions struct {
+	// Microvm puts the shell's virtio console on virtio-mmio
+	// (virtio-serial-device): -M microvm has no PCI bus.
+	Microvm bool
 	// StateDir is the machine's state directory (absolute).
 	StateDir string
 	// ShellFD is the descriptor QEMU inherits its end of the guest shell
@@ -47,11 +50,17 @@ func driverArgs(o argvOptions) []string {
 	args := []string{
 		"-qmp", "unix:" + filepath.Join(o.StateDir, qmpSocket) + ",server=on,wait=off",
 		"-chardev", "socket,id=shell,fd=" + strconv.Itoa(o.ShellFD),
-		"-device", "virtio-serial",
+	}
+	serial := "virtio-serial"
+	if o.Microvm {
+		serial = "virtio-serial-device"
+	}
+	args = append(args,
+		"-device", serial,
 		"-device", "virtconsole,chardev=shell",
 		"-device", "vmgenid,guid=auto",
 		"-serial", "stdio",
-	}
+	)
 	if !o.AllowReboot {
 		args = append(args, "-no-reboot")
 	}

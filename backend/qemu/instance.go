@@ -42,6 +42,7 @@ const (
 
 // launchConfig is what launch needs, already validated.
 type launchConfig struct {
+	microvm    bool // -M microvm: name its known boot hang on a timeout
 	name       string
 	script     string
 	stateDir   string
@@ -65,6 +66,7 @@ type launchConfig struct {
 // EventSource, Screenshotter, KeySender, RawCommander, LinkController and
 // PortForwarder.
 type Instance struct {
+	microvm  bool
 	name     string
 	script   string
 	stateDir string
@@ -194,6 +196,7 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 		console = io.Discard
 	}
 	i := &Instance{
+		microvm:    c.microvm,
 		name:       c.name,
 		script:     c.script,
 		stateDir:   c.stateDir,
@@ -511,6 +514,9 @@ func (i *Instance) Shell(ctx context.Context) (*backdoor.Shell, error) {
 	default:
 	}
 	if ctx.Err() != nil {
+		if i.microvm && strings.Contains(i.console.String(), microvmHangMarker) {
+			err = fmt.Errorf("%w (%s)", err, microvmHangHint)
+		}
 		return nil, i.deadlineError(awaitShell, err) // err names the banner
 	}
 	select {

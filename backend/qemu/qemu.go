@@ -53,6 +53,9 @@ const (
 const (
 	bootTimeoutTCG = 5 * time.Minute
 	bootTimeoutKVM = 2 * time.Minute
+
+	microvmBootTimeoutTCG = time.Minute
+	microvmBootTimeoutKVM = 30 * time.Second
 )
 
 // maxSocketPath is the longest unix socket path the kernel accepts
@@ -94,6 +97,9 @@ type Backend struct {
 	extra []string
 	logf  func(format string, args ...any)
 	probe hostProbe
+	// microvm boots machines under -M microvm from their descriptions
+	// (NewMicrovm) instead of running their start scripts.
+	microvm bool
 
 	// configErr reports a bad option or environment value at Start.
 	configErr error
@@ -135,19 +141,36 @@ func newBackend(getenv func(string) string, probe hostProbe, opts ...Option) *Ba
 	return b
 }
 
-// Name returns "qemu".
-func (b *Backend) Name() string { return "qemu" }
+// Name returns "qemu", or "microvm" for NewMicrovm's backend.
+func (b *Backend) Name() string {
+	if b.microvm {
+		return "microvm"
+	}
+	return "qemu"
+}
 
-// Hypervisor returns "QEMU".
-func (b *Backend) Hypervisor() string { return "QEMU" }
+// Hypervisor returns "QEMU", or "QEMU microvm".
+func (b *Backend) Hypervisor() string {
+	if b.microvm {
+		return "QEMU microvm"
+	}
+	return "QEMU"
+}
 
 // BootTimeout is 5 minutes under TCG and 2 under KVM, times the timeout
-// scale.
+// scale; under microvm 1 minute and 30 seconds, because its boots take
+// seconds and a hung one (see microvmHangHint) never recovers.
 func (b *Backend) BootTimeout() time.Duration {
 	c, _ := b.decide()
 	base := bootTimeoutTCG
 	if c.KVM {
 		base = bootTimeoutKVM
+	}
+	if b.microvm {
+		base = microvmBootTimeoutTCG
+		if c.KVM {
+			base = microvmBootTimeoutKVM
+		}
 	}
 	return b.Scale(base)
 }
@@ -162,6 +185,12 @@ func (b *Backend) Scale(d time.Duration) time.Duration {
 func (b *Backend) bootRAM(spec backend.Spec) ramPlan {
 	env := append([]string{"QEMU_OPTS=" + os.Getenv("QEMU_OPTS")}, spec.Env...)
 	mib, why := scriptMemoryMiB(spec.StartScript, env)
+	if b.microvm {
+		mib, why = 0, "the machine description cannot be read"
+		if d, err := backend.LoadDescription(backend.DescriptionPath(spec.StartScript)); err == nil {
+			mib = int64(d.MemoryMiB)
+		}
+	}
 	if mib == 0 {
 		if spec.Logf != nil {
 			spec.Logf("qemu: guest RAM is anonymous, so snapshots carry it in their stream: %s", why)
@@ -250,7 +279,15 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool, 
 	if err != nil {
 		return nil, err
 	}
+	script := spec.StartScript
+	var machineArgs []string
+	if b.microvm {
+		if script, machineArgs, err = microvmCommand(ctx, spec, stateDir, !choice.KVM); err != nil {
+			return nil, err
+		}
+	}
 	args := driverArgs(argvOptions{
+		Microvm:     b.microvm,
 		StateDir:    stateDir,
 		ShellFD:     shellChildFD,
 		AllowReboot: spec.AllowReboot,
@@ -261,15 +298,16 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool, 
 	})
 	return launch(ctx, launchConfig{
 		name:       spec.Name,
-		script:     spec.StartScript,
+		script:     script,
 		stateDir:   stateDir,
-		args:       args,
+		args:       append(machineArgs, args...),
 		env:        env,
 		console:    spec.Console,
 		logf:       logf,
 		qmpTimeout: b.Scale(30 * time.Second),
 		restored:   restoring,
 		ram:        ram,
+		microvm:    b.microvm,
 		logShellBuf: func(msg string) {
 			b.bufLogOnce.Do(func() { backendLogf("qemu: %s", msg) })
 		},
@@ -340,6 +378,6 @@ func (b *Backend) WarmKey(spec backend.Spec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	args := driverArgs(argvOptions{StateDir: "/state", ShellFD: 3, AllowReboot: spec.AllowReboot, Display: hasDisplay(os.Getenv), Accel: accel})
+	args := driverArgs(argvOptions{Microvm: b.microvm, StateDir: "/state", ShellFD: 3, AllowReboot: spec.AllowReboot, Display: hasDisplay(os.Getenv), Accel: accel})
 	return fmt.Sprintf("%s\nqemu %s\nargs %q\n", warmFormat, id, args), nil
 }

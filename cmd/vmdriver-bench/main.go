@@ -34,7 +34,7 @@ func main() {
 	cmds := flag.Int("cmds", 30, "commands per side for the round-trip comparison")
 	bin := flag.String("vmdriver", "build/vmdriver", "the vmdriver binary, for the start-up measurement")
 	python3 := flag.String("python", "", "the Python interpreter for the python section (default: python3 from PATH)")
-	only := flag.String("only", "", "comma-separated sections to run (script,spawn,roundtrip,throughput,network,fork,warm,suite,gui,memory,python); default all")
+	only := flag.String("only", "", "comma-separated sections to run (script,spawn,roundtrip,microvm,throughput,network,fork,warm,suite,gui,memory,python); default all")
 	flag.Parse()
 	if *images == "" {
 		fmt.Fprintln(os.Stderr, "vmdriver-bench: set -images or VMDRIVER_IMAGES (run `make images`)")
@@ -120,6 +120,13 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 			if err := b.roundTrip(ctx, w, g.name, g.script); err != nil {
 				return fmt.Errorf("round trip (%s): %w", g.name, err)
 			}
+		}
+	}
+	if b.want("microvm") {
+		fmt.Fprintln(w, "\n## QEMU microvm: boot to shell against -M pc")
+		fmt.Fprintln(w)
+		if err := b.microvmBoots(ctx, w); err != nil {
+			return fmt.Errorf("microvm: %w", err)
 		}
 	}
 	if b.want("throughput") {

@@ -18,6 +18,7 @@ const defaultBackend = "qemu"
 // backend.Backend.Name. A new backend is one more entry.
 var backends = map[string]func() backend.Backend{
 	"qemu":        func() backend.Backend { return qemu.New() },
+	"microvm":     func() backend.Backend { return qemu.NewMicrovm() },
 	"firecracker": func() backend.Backend { return firecracker.New() },
 	// cloud-hypervisor boots machines from their descriptions; it has no
 	// user-mode network, and VLAN NICs need TAP devices (not wired up

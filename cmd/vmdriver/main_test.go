@@ -54,7 +54,7 @@ func TestUsageErrors(t *testing.T) {
 		{"missing script file", []string{"run", filepath.Join(dir, "nope.py")}, "nope.py"},
 		{"deps with arguments", []string{"deps", "qemu"}, "takes no arguments"},
 		{"version with arguments", []string{"version", "x"}, "takes no arguments"},
-		{"unknown backend", []string{"eval", "--backend", "bochs", "print(1)"}, `unknown backend "bochs"; choose one of: cloud-hypervisor, firecracker, qemu`},
+		{"unknown backend", []string{"eval", "--backend", "bochs", "print(1)"}, `unknown backend "bochs"; choose one of: cloud-hypervisor, firecracker, microvm, qemu`},
 		{"warm-from not a directory", []string{"eval", "--warm-from", filepath.Join(dir, "nope"), "print(1)"}, "not a directory of warm entries"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
