@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/sparsecopy"
 )
 
 // manifest records what a snapshot was taken of, to check that a machine
@@ -79,7 +79,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 		return nil, err
 	}
 	for k, d := range i.disks {
-		if err := copyFile(d, filepath.Join(dir, fmt.Sprintf("disk%d.qcow2", k))); err != nil {
+		if err := sparsecopy.Path(ctx, d, filepath.Join(dir, fmt.Sprintf("disk%d.qcow2", k))); err != nil {
 			return nil, fmt.Errorf("freezing disk %d: %w", k, err)
 		}
 	}
@@ -141,7 +141,7 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 		}
 		disks = append(disks, p)
 	}
-	src, err := b.restoreSource(spec, desc, filepath.Join(snap.Dir, "state"), disks)
+	src, err := b.restoreSource(ctx, spec, desc, filepath.Join(snap.Dir, "state"), disks)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 
 // restoreSource links the saved state into spec.StateDir/restore and
 // rewrites its config.json (a VmConfig) for this machine.
-func (b *Backend) restoreSource(spec backend.Spec, desc *backend.Description, state string, disks []string) (string, error) {
+func (b *Backend) restoreSource(ctx context.Context, spec backend.Spec, desc *backend.Description, state string, disks []string) (string, error) {
 	dst := filepath.Join(spec.StateDir, "restore")
 	if err := os.RemoveAll(dst); err != nil {
 		return "", err
@@ -192,7 +192,7 @@ func (b *Backend) restoreSource(spec backend.Spec, desc *backend.Description, st
 			continue
 		}
 		if err := os.Link(from, to); err != nil {
-			if err := copyFile(from, to); err != nil {
+			if err := sparsecopy.Path(ctx, from, to); err != nil {
 				return "", err
 			}
 		}
@@ -216,24 +216,6 @@ func (b *Backend) restoreSource(spec backend.Spec, desc *backend.Description, st
 		return "", err
 	}
 	return dst, os.WriteFile(filepath.Join(dst, "config.json"), data, 0o600)
-}
-
-// copyFile copies a regular file.
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // dirSize sums the sizes of the regular files under dir.

@@ -65,6 +65,7 @@ import (
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/internal/hosttools"
 	"github.com/vmdriver/vmdriver/internal/proc"
+	"github.com/vmdriver/vmdriver/internal/sparsecopy"
 )
 
 // BackdoorPort is the vsock port on which the guest serves its root shell.
@@ -221,7 +222,8 @@ func copyDisks(ctx context.Context, desc *backend.Description, dir string) ([]st
 			return nil, unsupported(fmt.Sprintf("disk %d: format %s (Firecracker takes raw images only)", i, d.Format))
 		}
 		name := driveID(i) + ".raw"
-		if err := copyFile(ctx, filepath.Join(dir, name), desc.Path(d.Path)); err != nil {
+		os.Remove(filepath.Join(dir, name)) // a start before this one's copy
+		if err := sparsecopy.Path(ctx, desc.Path(d.Path), filepath.Join(dir, name)); err != nil {
 			return nil, fmt.Errorf("copying disk %d: %w", i, err)
 		}
 		out = append(out, name) // relative to the working directory: see the package doc

@@ -1,7 +1,6 @@
 package firecracker
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -356,72 +355,4 @@ func (w *consoleWriter) Write(p []byte) (int, error) {
 		w.out.Write(p)
 	}
 	return len(p), nil
-}
-
-// copyFile copies src to dst (mode 0600): a reflink where the file
-// system supports one, else a sparse copy, which stops when ctx ends.
-func copyFile(ctx context.Context, dst, src string) (err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(dst)
-		}
-	}()
-	if ioctlFileClone(out, in) == nil {
-		return nil
-	}
-	return sparseCopy(ctx, out, in)
-}
-
-// sparseCopy copies in to out, leaving holes where in has blocks of
-// zeros.
-func sparseCopy(ctx context.Context, out, in *os.File) error {
-	buf := make([]byte, 1<<20)
-	zero := make([]byte, len(buf))
-	var size int64
-	r := bufio.NewReaderSize(in, len(buf))
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, err := io.ReadFull(r, buf)
-		if n > 0 {
-			if bytes.Equal(buf[:n], zero[:n]) {
-				if _, err := out.Seek(int64(n), io.SeekCurrent); err != nil {
-					return err
-				}
-			} else if _, err := out.Write(buf[:n]); err != nil {
-				return err
-			}
-			size += int64(n)
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return out.Truncate(size)
-}
-
-// ioctlFileClone makes dst share src's blocks (FICLONE).
-func ioctlFileClone(dst, src *os.File) error {
-	const ficlone = 0x40049409
-	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, dst.Fd(), ficlone, src.Fd())
-	if errno != 0 {
-		return errno
-	}
-	return nil
 }

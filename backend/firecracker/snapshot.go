@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/sparsecopy"
 )
 
 const (
@@ -102,7 +103,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 	}()
 	for n := range i.manifest.Disks {
 		src := filepath.Join(i.spec.StateDir, driveID(n)+".raw")
-		if err := copyFile(ctx, filepath.Join(dir, driveID(n)+".raw"), src); err != nil {
+		if err := sparsecopy.Path(ctx, src, filepath.Join(dir, driveID(n)+".raw")); err != nil {
 			return nil, fmt.Errorf("snapshot: freezing disk %d: %w", n, err)
 		}
 	}
@@ -189,7 +190,8 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 	}
 	for n := range want.Disks {
 		dst := filepath.Join(spec.StateDir, driveID(n)+".raw")
-		if err := copyFile(ctx, dst, filepath.Join(snap.Dir, driveID(n)+".raw")); err != nil {
+		os.Remove(dst) // an earlier start's copy
+		if err := sparsecopy.Path(ctx, filepath.Join(snap.Dir, driveID(n)+".raw"), dst); err != nil {
 			return nil, fmt.Errorf("copying the snapshot's disk %d: %w", n, err)
 		}
 	}

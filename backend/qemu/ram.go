@@ -2,15 +2,15 @@ package qemu
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/vmdriver/vmdriver/internal/sparsecopy"
 )
 
 // Guest RAM as a file.
@@ -119,84 +119,6 @@ func liveRAM(mib int64) (*os.File, error) {
 	return f, nil
 }
 
-// copySparse copies src into a new file dst (0600), leaving its holes
-// holes: guest RAM is mostly untouched.
-func copySparse(ctx context.Context, src *os.File, dst string) (err error) {
-	fi, err := src.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(dst)
-		}
-	}()
-	size := fi.Size()
-	if err := out.Truncate(size); err != nil {
-		return err
-	}
-	const seekData, seekHole = 3, 4
-	for off := int64(0); off < size; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		data, err := src.Seek(off, seekData)
-		if errors.Is(err, syscall.ENXIO) {
-			return nil // only a hole is left
-		}
-		if err != nil {
-			return copyNonZero(src, out, size)
-		}
-		hole, err := src.Seek(data, seekHole)
-		if err != nil {
-			return copyNonZero(src, out, size)
-		}
-		if _, err := io.Copy(io.NewOffsetWriter(out, data), io.NewSectionReader(src, data, hole-data)); err != nil {
-			return err
-		}
-		off = hole
-	}
-	return nil
-}
-
-// copyNonZero is copySparse for files that cannot report their holes:
-// it writes the chunks that are not all zero.
-func copyNonZero(src, out *os.File, size int64) error {
-	buf := make([]byte, 1<<20)
-	for off := int64(0); off < size; off += int64(len(buf)) {
-		n, err := src.ReadAt(buf, off)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
-		chunk := buf[:n]
-		for k := 0; k < len(chunk); k += 4096 {
-			page := chunk[k:min(k+4096, len(chunk))]
-			if !allZero(page) {
-				if _, err := out.WriteAt(page, off+int64(k)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // frozenRAM returns the path a clone maps privately: the snapshot's own
 // file when QEMU may open it read-write (it never writes to a private
 // mapping's file, but opens it so), else a sparse copy in the clone's
@@ -213,7 +135,7 @@ func frozenRAM(ctx context.Context, snapDir, stateDir string) (string, error) {
 	defer src.Close()
 	dst := filepath.Join(stateDir, "snapshot-ram")
 	os.Remove(dst)
-	return dst, copySparse(ctx, src, dst)
+	return dst, sparsecopy.File(ctx, src, dst)
 }
 
 // qemuEscape doubles commas, as QEMU option values need.

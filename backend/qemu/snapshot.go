@@ -15,6 +15,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/internal/hosttools"
+	"github.com/vmdriver/vmdriver/internal/sparsecopy"
 )
 
 // A snapshot directory holds the migration stream of a stopped guest and
@@ -195,7 +196,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 	}
 	var savedRAM string
 	if i.ramLive != nil {
-		if err := copySparse(ctx, i.ramLive, filepath.Join(dir, ramFile)); err != nil {
+		if err := sparsecopy.File(ctx, i.ramLive, filepath.Join(dir, ramFile)); err != nil {
 			os.Remove(statePath)
 			for _, d := range disks {
 				os.Remove(d.Frozen)
@@ -382,7 +383,7 @@ func (i *Instance) freezeDisks(ctx context.Context, blocks []blockInfo, dir stri
 			format = b.Inserted.Drv
 		}
 		frozen := filepath.Join(dir, "disk-"+fileSafe(b.Device)+"."+fileSafe(format))
-		if err := copyFile(ctx, path, frozen); err != nil {
+		if err := sparsecopy.Path(ctx, path, frozen); err != nil {
 			return disks, fmt.Errorf("freezing disk %s: %w", b.Device, err)
 		}
 		disks = append(disks, snapDisk{Device: b.Device, Path: path, Frozen: frozen, Format: format})
@@ -418,17 +419,6 @@ func (i *Instance) writableDisks(ctx context.Context) ([]blockInfo, error) {
 		out = append(out, b)
 	}
 	return out, nil
-}
-
-// copyFile copies src to a new file dst (0600), holes kept, removing
-// dst on error.
-func copyFile(ctx context.Context, src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	return copySparse(ctx, in, dst)
 }
 
 // saveState streams the stopped guest's state into dir and returns the

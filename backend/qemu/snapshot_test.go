@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/sparsecopy"
 	"github.com/vmdriver/vmdriver/internal/testenv"
 )
 
@@ -134,7 +135,7 @@ func TestRestoreBadSnapshots(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ram.Close()
-			if err := copySparse(context.Background(), ram, filepath.Join(d, m.RAMFile)); err != nil {
+			if err := sparsecopy.File(context.Background(), ram, filepath.Join(d, m.RAMFile)); err != nil {
 				t.Fatal(err)
 			}
 		}
