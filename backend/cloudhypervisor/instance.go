@@ -20,6 +20,7 @@ import (
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/internal/hosttools"
 	"github.com/vmdriver/vmdriver/internal/proc"
+	"github.com/vmdriver/vmdriver/internal/tail"
 )
 
 // Instance is one cloud-hypervisor process and its guest.
@@ -30,7 +31,7 @@ type Instance struct {
 	disks    []string // this machine's copy-on-write layers, in order
 	proc     *proc.Process
 	http     *http.Client
-	stderr   *tail
+	stderr   *tail.Buffer
 	shell    *backdoor.Shell
 	done     chan struct{}
 	closeMu  sync.Mutex
@@ -71,7 +72,7 @@ func (b *Backend) launch(ctx context.Context, spec backend.Spec, desc *backend.D
 	cmd.Env = append(os.Environ(), spec.Env...)
 	i := &Instance{
 		b: b, spec: spec, desc: desc, disks: disks,
-		stderr: &tail{max: 64 << 10},
+		stderr: tail.New(64 << 10),
 		done:   make(chan struct{}),
 	}
 	console := spec.Console
@@ -399,42 +400,6 @@ func overlay(ctx context.Context, base, format, path string) error {
 		return fmt.Errorf("qemu-img create %s: %w: %s", path, err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-// tail keeps the last max bytes written to it.
-type tail struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = t.buf[len(t.buf)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
-}
-
-// Lines returns up to the last n complete or partial lines.
-func (t *tail) Lines(n int) []string {
-	s := strings.TrimRight(t.String(), "\n")
-	if s == "" {
-		return nil
-	}
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines
 }
 
 // forgiving passes writes on and ignores the writer's errors, so a

@@ -66,6 +66,7 @@ import (
 	"github.com/vmdriver/vmdriver/internal/hosttools"
 	"github.com/vmdriver/vmdriver/internal/proc"
 	"github.com/vmdriver/vmdriver/internal/sparsecopy"
+	"github.com/vmdriver/vmdriver/internal/tail"
 )
 
 // BackdoorPort is the vsock port on which the guest serves its root shell.
@@ -287,8 +288,8 @@ func (b *Backend) launch(ctx context.Context, spec backend.Spec) (*Instance, err
 		spec:      spec,
 		sock:      sock,
 		vsockPath: vs,
-		console:   newTail(200),
-		stderr:    newTail(200),
+		console:   tail.New(16 << 10),
+		stderr:    tail.New(16 << 10),
 		done:      make(chan struct{}),
 		api:       newAPIClient(sock),
 	}

@@ -1,7 +1,6 @@
 package firecracker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/internal/proc"
+	"github.com/vmdriver/vmdriver/internal/tail"
 )
 
 const (
@@ -38,8 +38,8 @@ type Instance struct {
 	api       *apiClient
 	proc      *proc.Process
 	pid       int
-	console   *tail
-	stderr    *tail
+	console   *tail.Buffer
+	stderr    *tail.Buffer
 	done      chan struct{}
 	manifest  *manifest
 
@@ -295,57 +295,10 @@ func (i *Instance) ForwardPort(ctx context.Context, hostPort, guestPort int) err
 	return unsupported("forwarding a host port")
 }
 
-// tail keeps the last lines written to it.
-type tail struct {
-	mu      sync.Mutex
-	max     int
-	lines   []string
-	partial []byte
-}
-
-func newTail(max int) *tail { return &tail{max: max} }
-
-// Write records p's lines; it never fails.
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.partial = append(t.partial, p...)
-	for {
-		n := bytes.IndexByte(t.partial, '\n')
-		if n < 0 {
-			break
-		}
-		t.lines = append(t.lines, strings.TrimRight(string(t.partial[:n]), "\r"))
-		t.partial = t.partial[n+1:]
-	}
-	if len(t.partial) > 4096 {
-		t.lines = append(t.lines, string(t.partial))
-		t.partial = nil
-	}
-	if len(t.lines) > t.max {
-		t.lines = append([]string(nil), t.lines[len(t.lines)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-// Lines returns the last n lines, oldest first, with an unfinished one.
-func (t *tail) Lines(n int) []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	lines := t.lines
-	if len(t.partial) > 0 {
-		lines = append(append([]string(nil), lines...), string(t.partial))
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return append([]string(nil), lines...)
-}
-
 // consoleWriter copies the serial console to the tail and Spec.Console;
 // a failing Console does not stop the copy.
 type consoleWriter struct {
-	tail *tail
+	tail *tail.Buffer
 	out  io.Writer
 }
 

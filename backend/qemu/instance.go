@@ -18,6 +18,7 @@ import (
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/internal/proc"
+	"github.com/vmdriver/vmdriver/internal/tail"
 	"github.com/vmdriver/vmdriver/qmp"
 )
 
@@ -76,8 +77,8 @@ type Instance struct {
 	pid   int
 	stdin *os.File
 
-	console *tailBuffer // the serial console's tail
-	stderr  *tailBuffer // QEMU's stderr tail (Diagnostics)
+	console *tail.Buffer // the serial console's tail
+	stderr  *tail.Buffer // QEMU's stderr tail (Diagnostics)
 
 	mu     sync.Mutex
 	qmp    *qmp.Client       // set once QMP is up; closed by the watcher
@@ -204,8 +205,8 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 		proc:       p,
 		pid:        p.PID(),
 		stdin:      stdinW,
-		console:    newTailBuffer(16 << 10),
-		stderr:     newTailBuffer(16 << 10),
+		console:    tail.New(16 << 10),
+		stderr:     tail.New(16 << 10),
 		shellConn:  pair.ours,
 		exited:     p.Exited(),
 		done:       make(chan struct{}),
