@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"time"
 
 	"github.com/vmdriver/vmdriver/backdoor"
@@ -62,6 +63,57 @@ type Spec struct {
 	Console io.Writer
 	// Logf, when set, receives the backend's own diagnostics.
 	Logf func(format string, args ...any)
+	// TAPs, when set, are the run's VLANs as bridges of TAP devices: the
+	// machine's VLAN NICs are TAP devices on them instead of ports of
+	// VDE switches (QEMU_VDE_SOCKET_<n> in Env, then absent).
+	TAPs TAPNetworks
+}
+
+// Kinds of VLAN networks a backend can attach NICs to (VLANKinds).
+const (
+	// VDE networks are one VDE switch per VLAN (QEMU_VDE_SOCKET_<n>).
+	VDE = "vde"
+	// TAP networks are one Linux bridge per VLAN, a TAP device per NIC,
+	// in a private network namespace (Spec.TAPs).
+	TAP = "tap"
+)
+
+// VLANKinds is implemented by a backend to say which kinds of VLAN
+// networks (VDE, TAP) it can attach NICs to, preferred first. A backend
+// without it takes VDE only.
+type VLANKinds interface {
+	VLANKinds() []string
+}
+
+// NetworkKinds returns the VLAN network kinds b takes, preferred first.
+func NetworkKinds(b Backend) []string {
+	if k, ok := b.(VLANKinds); ok {
+		return k.VLANKinds()
+	}
+	return []string{VDE}
+}
+
+// TAPNetworks are a run's VLANs as Linux bridges in a private network
+// namespace (package vlan's Bridges). A hypervisor that takes an open TAP
+// device (QEMU's fd=) gets one from OpenTAP; one that opens TAP devices
+// by name is started inside the namespace with Do and opens those
+// CreateTAP made.
+type TAPNetworks interface {
+	// OpenTAP creates a TAP device for machine's NIC on vlan, attached
+	// to that VLAN's bridge, and returns it open with its name. The
+	// device goes away with the last copy of the file.
+	OpenTAP(machine string, vlan int) (*os.File, string, error)
+	// CreateTAP creates a persistent TAP device for machine's NIC on
+	// vlan and returns its name; RemoveTAP removes it.
+	CreateTAP(machine string, vlan int) (string, error)
+	// RemoveTAP removes a device CreateTAP made.
+	RemoveTAP(name string) error
+	// SetLink brings a TAP device up or down (down: the bridge drops its
+	// frames both ways).
+	SetLink(name string, up bool) error
+	// Do runs f on a thread inside the namespace: processes f starts live
+	// there.
+	Do(f func() error) error
 }
 
 // Backend starts machines on one kind of hypervisor.

@@ -94,3 +94,13 @@ func (e *Error) Unwrap() []error {
 	}
 	return errs
 }
+
+// Unsupported returns an error saying msg that wraps ErrUnsupported
+// without repeating its text: msg says what is unsupported by whom
+// ("... unsupported by firecracker ...") and what to do instead.
+func Unsupported(msg string) error { return unsupportedError(msg) }
+
+type unsupportedError string
+
+func (e unsupportedError) Error() string { return string(e) }
+func (e unsupportedError) Unwrap() error { return ErrUnsupported }

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/vmdriver/vmdriver/backend"
 )
 
 // DefaultGlobalTimeout is the NixOS test framework's default globalTimeout.
@@ -44,6 +46,17 @@ type Config struct {
 	WarmDir string
 	// WarmReadOnly uses WarmDir's entries but never writes one.
 	WarmReadOnly bool
+	// Network is the kind of the VLANs: backend.VDE (a VDE switch per
+	// VLAN, the NixOS driver's) or backend.TAP (a Linux bridge per VLAN
+	// and a TAP device per NIC, in a private network namespace; needs
+	// root). Empty means the backend's preferred kind: VDE for QEMU, TAP
+	// for Firecracker and cloud-hypervisor.
+	Network string
+	// Backend names the hypervisor backend ("qemu", "microvm",
+	// "firecracker", "cloud-hypervisor"), as the config file's "backend"
+	// key gives it. The driver itself runs whatever backend WithBackend
+	// passes; the command line turns this name into one.
+	Backend string
 }
 
 // MachineConfig is one machine of a run.
@@ -77,12 +90,17 @@ type jsonConfig struct {
 	EnableSSHBackdoor bool                       `json:"enable_ssh_backdoor"`
 	TestScript        string                     `json:"test_script"`
 	Warm              bool                       `json:"warm"`
+	Backend           string                     `json:"backend"`
+	Network           string                     `json:"network"`
 }
 
 // LoadConfig reads a NixOS driver configuration file (`--config FILE`):
 //
 //	{"vms": {"NAME": {"name": "NAME", "start_script": "PATH"}},
 //	 "vlans": [1], "global_timeout": 3600, "test_script": "PATH"}
+//
+// vmdriver also reads "warm": true, "backend": "NAME" and "network":
+// "vde" or "tap" (Config.Backend, Config.Network).
 //
 // Errors name the file and, for malformed JSON, the position.
 func LoadConfig(path string) (Config, error) {
@@ -119,6 +137,8 @@ func LoadConfig(path string) (Config, error) {
 	}
 	c.TestScript = jc.TestScript
 	c.Warm = jc.Warm
+	c.Backend = jc.Backend
+	c.Network = jc.Network
 	return c, c.Validate()
 }
 
@@ -162,6 +182,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("two machines are named %q", m.Name)
 		}
 		seen[m.Name] = true
+	}
+	switch c.Network {
+	case "", backend.VDE, backend.TAP:
+	default:
+		return fmt.Errorf("network %q: VLANs are %q (VDE switches) or %q (Linux bridges and TAP devices)", c.Network, backend.VDE, backend.TAP)
 	}
 	for _, v := range c.VLANs {
 		if v < 1 || v > 255 {

@@ -103,6 +103,7 @@ type Driver struct {
 	keptRoot  string // parent of those kept across runs
 	sharedDir string
 	vlans     vlanSet // started in New, stopped in Close
+	netKind   string  // backend.VDE or backend.TAP: the kind of every VLAN of the run
 	nodes     *machine.NodeNumbers
 	suite     suiteState // ForkAll's snapshots
 
@@ -143,11 +144,14 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Driver, error) {
 	if d.backend == nil {
 		return nil, ErrNoBackend
 	}
+	var err error
+	if d.netKind, err = d.networkKind(); err != nil {
+		return nil, err
+	}
 	if d.log == nil {
 		d.log = plainLogger{machine.NewTextLogger(os.Stderr)}
 	}
 	base := tmpBase()
-	var err error
 	d.runDir, err = os.MkdirTemp(base, "vmdriver-")
 	if err != nil {
 		return nil, fmt.Errorf("creating the run directory: %w", err)
@@ -232,9 +236,9 @@ func (d *Driver) newMachine(name, startScript string, keep bool) (*machine.Machi
 		machine.WithSharedDir(d.sharedDir),
 		machine.WithOutputDir(d.cfg.OutputDir),
 		machine.WithLogger(d.log),
-		machine.WithEnv(d.env()...),
 		machine.WithNodeNumbers(d.nodes),
 	}
+	opts = append(opts, d.vlans.nets.machineOptions()...)
 	if keep {
 		opts = append(opts, machine.WithKeepState())
 	}
@@ -255,11 +259,6 @@ func (d *Driver) newMachine(name, startScript string, keep bool) (*machine.Machi
 	opts = append(opts, d.machineOpts...)
 	return machine.New(d.backend, name, opts...)
 }
-
-// env is what every machine's start script gets on top of the driver's
-// environment: QEMU_VDE_SOCKET_<n> for every VLAN, as the NixOS driver
-// sets them.
-func (d *Driver) env() []string { return d.vlanEnv() }
 
 // Config returns the run's configuration.
 func (d *Driver) Config() Config { return d.cfg }

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmdriver/vmdriver/machine"
-	"github.com/vmdriver/vmdriver/vlan"
 )
 
 // suiteState is what ForkAll keeps between calls: one snapshot per
@@ -100,9 +99,9 @@ func (d *Driver) ForkAll(ctx context.Context, log Logger) (machines map[string]*
 		return nil, nil, d.suite.err
 	}
 	var (
-		mu       sync.Mutex
-		made     []*machine.Machine
-		switches []*vlan.Switch
+		mu   sync.Mutex
+		made []*machine.Machine
+		nets networks
 	)
 	var releaseOnce sync.Once
 	var releaseErr error
@@ -112,9 +111,7 @@ func (d *Driver) ForkAll(ctx context.Context, log Logger) (machines map[string]*
 			for _, m := range made {
 				errs = append(errs, m.Close())
 			}
-			for _, s := range switches {
-				errs = append(errs, s.Close())
-			}
+			errs = append(errs, nets.close())
 			d.forget(made...)
 			releaseErr = errors.Join(errs...)
 		})
@@ -122,16 +119,15 @@ func (d *Driver) ForkAll(ctx context.Context, log Logger) (machines map[string]*
 	}
 	// Switches of its own, so clones keep their addresses without
 	// meeting the originals or other subtests.
-	env, sw, err := d.privateVLANs(ctx)
-	switches = sw
+	nets, err = d.privateVLANs(ctx)
 	if err != nil {
 		return nil, nil, errors.Join(err, release())
 	}
-	opts := []machine.Option{
+	netOpts := nets.machineOptions()
+	opts := append([]machine.Option{
 		machine.WithLogger(log),
 		machine.WithSameAddresses(),
-		machine.WithEnv(env...),
-	}
+	}, netOpts...)
 	originals := d.Machines()
 	machines = make(map[string]*machine.Machine, len(originals))
 	g, gctx := errgroup.WithContext(ctx)
@@ -143,7 +139,7 @@ func (d *Driver) ForkAll(ctx context.Context, log Logger) (machines map[string]*
 				err error
 			)
 			if snap == nil {
-				m, err = d.freshLike(orig, log, env)
+				m, err = d.freshLike(orig, log, netOpts)
 			} else {
 				m, err = machine.Restore(gctx, snap, orig.CloneName(), opts...)
 			}
@@ -191,41 +187,34 @@ func (d *Driver) snapshotRunning(ctx context.Context) (map[string]*machine.Snaps
 }
 
 // freshLike makes an unstarted machine with orig's start script, for a
-// forked subtest, on the subtest's own switches.
-func (d *Driver) freshLike(orig *machine.Machine, log Logger, env []string) (*machine.Machine, error) {
-	return machine.New(d.backend, orig.CloneName(), append(slices.Clone(d.machineOpts),
+// forked subtest, on the subtest's own networks.
+func (d *Driver) freshLike(orig *machine.Machine, log Logger, netOpts []machine.Option) (*machine.Machine, error) {
+	opts := append(slices.Clone(d.machineOpts),
 		machine.WithStartScript(orig.StartScript()),
 		machine.WithSharedDir(d.sharedDir),
 		machine.WithOutputDir(d.cfg.OutputDir),
 		machine.WithLogger(log),
-		machine.WithEnv(env...),
 		machine.WithNodeNumbers(d.nodes),
-	)...)
+	)
+	return machine.New(d.backend, orig.CloneName(), append(opts, netOpts...)...)
 }
 
-// privateVLANs starts one switch per configured VLAN in a directory of its
-// own and returns the environment that points QEMU at them.
-func (d *Driver) privateVLANs(ctx context.Context) ([]string, []*vlan.Switch, error) {
-	var (
-		env      []string
-		switches []*vlan.Switch
-	)
-	if len(d.vlans.switches) == 0 {
-		return nil, nil, nil
+// privateVLANs starts networks of its own for a forked subtest: a switch
+// per configured VLAN in a directory of its own, or bridges in a network
+// namespace of its own.
+func (d *Driver) privateVLANs(ctx context.Context) (networks, error) {
+	if len(d.cfg.VLANs) == 0 {
+		return networks{}, nil
 	}
 	dir, err := os.MkdirTemp(d.runDir, "fork")
 	if err != nil {
-		return nil, nil, err
+		return networks{}, err
 	}
-	for _, s := range d.vlans.switches {
-		sw, err := vlan.Start(ctx, s.Nr(), dir, vlan.WithLogf(d.debugf))
-		if err != nil {
-			return nil, switches, fmt.Errorf("starting a VLAN switch for a forked subtest: %w", err)
-		}
-		switches = append(switches, sw)
-		env = append(env, sw.Env())
+	n, err := d.startNetworks(ctx, dir)
+	if err != nil {
+		return networks{}, fmt.Errorf("starting the VLANs of a forked subtest: %w", err)
 	}
-	return env, switches, nil
+	return n, nil
 }
 
 // cloneOptions are the options of clones made by Fork and Restore.

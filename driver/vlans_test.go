@@ -110,7 +110,7 @@ func TestVLANsReachMachines(t *testing.T) {
 	}
 	t.Cleanup(func() { d.Close() })
 
-	sw := d.VLANs()
+	sw := d.Switches()
 	if len(sw) != 2 || sw[0].Nr() != 1 || sw[1].Nr() != 2 {
 		t.Fatalf("VLANs() = %v, want switches 1 and 2", sw)
 	}
@@ -180,7 +180,7 @@ func TestVLANDeathIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	s := d.VLANs()[0]
+	s := d.Switches()[0]
 	if err := syscall.Kill(s.PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ var (
 
 // builderVersion is part of every image hash: bump it whenever the build
 // steps change in a way the hashed inputs do not capture.
-const builderVersion = "vmdriver-images-3" // 3: virtio_mmio for -M microvm
+const builderVersion = "vmdriver-images-4" // 3: virtio_mmio for -M microvm; 4: TAP NICs (QEMU_TAP_FD_<n>)
 
 // Build builds (or finds in the cache) the image of opts.Kind and writes
 // OutDir/run-NAME-vm for every machine, returning the scripts' paths in

@@ -598,9 +598,9 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 				}
 				want := []string{
 					"-device", "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:02,romfile=",
-					"-netdev", "vde,id=vlan1,sock=" + work + "/s,,w1",
+					"-netdev", "vde,sock=" + work + "/s,,w1,id=vlan1",
 					"-device", "virtio-net-pci,netdev=vlan2,mac=52:54:00:12:02:02,romfile=",
-					"-netdev", "vde,id=vlan2,sock=" + work + "/sw2",
+					"-netdev", "vde,sock=" + work + "/sw2,id=vlan2",
 					"-fw_cfg", "name=opt/vmdriver/hosts,string=127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n192.168.1.2 vm1\n192.168.2.3 zed",
 					"-fw_cfg", "name=opt/vmdriver/net,string=eth1 52:54:00:12:01:02 192.168.1.2/24\neth2 52:54:00:12:02:02 192.168.2.2/24",
 					"-virtfs",
@@ -614,7 +614,22 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 			}},
 		{"vlan socket unset", minimal, scriptOptions{}, []string{"vm1:1,7"}, map[string]string{
 			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_VDE_SOCKET_1": "{work}/sw1"}, nil,
-			"QEMU_VDE_SOCKET_7 is not set, but vm1 has a NIC on VLAN 7: start the driver with --vlans including 7", nil},
+			"neither QEMU_VDE_SOCKET_7 nor QEMU_TAP_FD_7 is set, but vm1 has a NIC on VLAN 7: start the driver with --vlans including 7", nil},
+		{"vlan nics on TAP devices", minimal, scriptOptions{}, []string{"vm1:1,2"}, map[string]string{
+			"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1",
+			"QEMU_TAP_FD_1": "5", "QEMU_TAP_FD_2": "6", "QEMU_VDE_SOCKET_2": "{work}/sw2"}, nil, "",
+			func(t *testing.T, args, imgArgs []string, work string) {
+				// The driver's TAP descriptor wins over a switch.
+				joined := strings.Join(args, " ")
+				for _, want := range []string{"-netdev tap,fd=5,id=vlan1", "-netdev tap,fd=6,id=vlan2"} {
+					if !strings.Contains(joined, want) {
+						t.Errorf("argv lacks %q: %q", want, args)
+					}
+				}
+				if strings.Contains(joined, "vde") {
+					t.Errorf("argv has a VDE netdev: %q", args)
+				}
+			}},
 		{"bare machine in a vlan build", minimal, scriptOptions{}, []string{"vm1", "b:1"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				if slices.Contains(args, "vde") || strings.Contains(strings.Join(args, " "), "netdev=vlan") {
@@ -637,7 +652,7 @@ for a in "$@"; do printf '%s\000' "$a"; done > "$RECORD_DIR/$(basename "$0").arg
 		{"systemd with a vlan", systemd, scriptOptions{}, []string{"vm1:5"}, map[string]string{"TMPDIR": "{work}/tmp", "USE_TMPDIR": "1", "QEMU_VDE_SOCKET_5": "/vde5"}, nil, "",
 			func(t *testing.T, args, imgArgs []string, work string) {
 				joined := strings.Join(args, " ")
-				if !strings.Contains(joined, "-device virtio-net-pci,netdev=user.0,romfile= -device virtio-net-pci,netdev=vlan1,mac=52:54:00:12:05:01,romfile= -netdev vde,id=vlan1,sock=/vde5 ") {
+				if !strings.Contains(joined, "-device virtio-net-pci,netdev=user.0,romfile= -device virtio-net-pci,netdev=vlan1,mac=52:54:00:12:05:01,romfile= -netdev vde,sock=/vde5,id=vlan1 ") {
 					t.Errorf("argv lacks the VLAN NIC right after eth0: %q", args)
 				}
 				if got := argAfter(args, "-drive"); got != "file="+work+"/cwd/vm1.qcow2,if=none,id=root,format=qcow2" {

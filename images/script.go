@@ -46,9 +46,15 @@ mkdir -p "$SHARED_DIR"
 {{- range .NICs}}
 #   {{.Dev}}: VLAN {{.VLAN}}, MAC {{.MAC}}, {{.Addr}}
 {{- end}}
+# A VLAN NIC is a TAP device the driver opened (QEMU_TAP_FD_<n>: an
+# inherited descriptor, with --net tap) or a port of the VLAN's VDE switch.
 {{- range .VLANs}}
-if [ -z "${QEMU_VDE_SOCKET_{{.}}:-}" ]; then
-    echo "run-{{$.Name}}-vm: QEMU_VDE_SOCKET_{{.}} is not set, but {{$.Name}} has a NIC on VLAN {{.}}: start the driver with --vlans including {{.}}" >&2
+if [ -n "${QEMU_TAP_FD_{{.}}:-}" ]; then
+    VLAN_NETDEV_{{.}}="tap,fd=$QEMU_TAP_FD_{{.}}"
+elif [ -n "${QEMU_VDE_SOCKET_{{.}}:-}" ]; then
+    VLAN_NETDEV_{{.}}="vde,sock=$(qemu_escape "$QEMU_VDE_SOCKET_{{.}}")"
+else
+    echo "run-{{$.Name}}-vm: neither QEMU_VDE_SOCKET_{{.}} nor QEMU_TAP_FD_{{.}} is set, but {{$.Name}} has a NIC on VLAN {{.}}: start the driver with --vlans including {{.}}" >&2
     exit 1
 fi
 {{- end}}
@@ -95,7 +101,7 @@ exec qemu-system-x86_64 \
     -device virtio-net-pci,netdev=user.0,romfile= \
 {{- range .NICs}}
     -device virtio-net-pci,netdev=vlan{{.Index}},mac={{.MAC}},romfile= \
-    -netdev "vde,id=vlan{{.Index}},sock=$(qemu_escape "$QEMU_VDE_SOCKET_{{.VLAN}}")" \
+    -netdev "$VLAN_NETDEV_{{.VLAN}},id=vlan{{.Index}}" \
 {{- end}}
 {{- if .Hosts}}
     -fw_cfg "name=opt/vmdriver/hosts,string=$(qemu_escape "$VMDRIVER_HOSTS")" \

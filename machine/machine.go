@@ -384,6 +384,7 @@ func (m *Machine) spec(cw *consoleWriter) backend.Spec {
 		StateDir:    m.stateDir,
 		SharedDir:   m.cfg.sharedDir,
 		Env:         append([]string(nil), m.cfg.env...),
+		TAPs:        m.cfg.taps,
 		AllowReboot: m.cfg.allowReboot,
 		Console:     cw,
 		Logf: func(format string, args ...any) {

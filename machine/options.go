@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/vmdriver/vmdriver/backend"
 )
 
 // Defaults, as in the NixOS driver.
@@ -64,6 +66,7 @@ type config struct {
 	sharedDir      string
 	outputDir      string
 	env            []string
+	taps           backend.TAPNetworks
 	logger         Logger
 	bootTimeout    time.Duration
 	commandTimeout time.Duration
@@ -110,6 +113,18 @@ func WithEnv(kv ...string) Option {
 			}
 		}
 		c.env = append(c.env, kv...)
+		return nil
+	}
+}
+
+// WithTAPs puts the machine's VLAN NICs on TAP devices of these networks
+// (a *vlan.Bridges) instead of VDE switches.
+func WithTAPs(n backend.TAPNetworks) Option {
+	return func(c *config) error {
+		if n == nil {
+			return badOption("WithTAPs needs TAP networks (vlan.StartBridges)")
+		}
+		c.taps = n
 		return nil
 	}
 }

@@ -245,7 +245,7 @@ func restoreAll(ctx context.Context, snap *Snapshot, names []string, opts []Opti
 	base := []Option{func(c *config) error {
 		o := origin.cfg
 		c.startScript, c.sharedDir, c.outputDir = o.startScript, o.sharedDir, o.outputDir
-		c.env = slices.Clone(o.env)
+		c.env, c.taps = slices.Clone(o.env), o.taps
 		c.logger = o.logger
 		c.bootTimeout, c.commandTimeout, c.heldWarning = o.bootTimeout, o.commandTimeout, o.heldWarning
 		c.allowReboot = o.allowReboot

@@ -6,7 +6,7 @@ import (
 
 	"go.starlark.net/starlark"
 
-	"github.com/vmdriver/vmdriver/vlan"
+	"github.com/vmdriver/vmdriver/driver"
 )
 
 // vlanName is the global under which scripts see VLAN nr.
@@ -18,37 +18,40 @@ func (s *Session) vlanValues() starlark.StringDict {
 	if s.d == nil {
 		return nil
 	}
-	switches := s.d.VLANs()
-	if len(switches) == 0 {
+	vlans := s.d.VLANs()
+	if len(vlans) == 0 {
 		return nil
 	}
 	g := starlark.StringDict{}
-	list := make([]starlark.Value, 0, len(switches))
-	for _, sw := range switches {
-		v := &vlanValue{sw: sw}
-		list = append(list, v)
-		g[vlanName(sw.Nr())] = v
+	list := make([]starlark.Value, 0, len(vlans))
+	for _, v := range vlans {
+		val := &vlanValue{v: v}
+		list = append(list, val)
+		g[vlanName(v.Nr)] = val
 	}
 	g["vlans"] = starlark.NewList(list)
 	return g
 }
 
 // vlanValue is a VLAN as scripts see it, like the NixOS driver's VLan
-// object: nr, socket_dir and pid. They compare by identity.
-type vlanValue struct{ sw *vlan.Switch }
+// object: nr, socket_dir and pid (the last two empty and 0 on TAP
+// networks, which have bridge instead). They compare by identity.
+type vlanValue struct{ v driver.VLAN }
 
 var _ starlark.HasAttrs = (*vlanValue)(nil)
 
-func (v *vlanValue) String() string        { return fmt.Sprintf("<VLan %d>", v.sw.Nr()) }
+func (v *vlanValue) String() string        { return fmt.Sprintf("<VLan %d>", v.v.Nr) }
 func (v *vlanValue) Type() string          { return "VLan" }
 func (v *vlanValue) Freeze()               {}
 func (v *vlanValue) Truth() starlark.Bool  { return starlark.True }
-func (v *vlanValue) Hash() (uint32, error) { return uint32(v.sw.Nr()), nil }
+func (v *vlanValue) Hash() (uint32, error) { return uint32(v.v.Nr), nil }
 
-var vlanAttrs = map[string]func(sw *vlan.Switch) starlark.Value{
-	"nr":         func(sw *vlan.Switch) starlark.Value { return starlark.MakeInt(sw.Nr()) },
-	"socket_dir": func(sw *vlan.Switch) starlark.Value { return starlark.String(sw.SocketDir()) },
-	"pid":        func(sw *vlan.Switch) starlark.Value { return starlark.MakeInt(sw.PID()) },
+var vlanAttrs = map[string]func(v driver.VLAN) starlark.Value{
+	"nr":         func(v driver.VLAN) starlark.Value { return starlark.MakeInt(v.Nr) },
+	"socket_dir": func(v driver.VLAN) starlark.Value { return starlark.String(v.SocketDir) },
+	"pid":        func(v driver.VLAN) starlark.Value { return starlark.MakeInt(v.PID) },
+	"kind":       func(v driver.VLAN) starlark.Value { return starlark.String(v.Kind) },
+	"bridge":     func(v driver.VLAN) starlark.Value { return starlark.String(v.Bridge) },
 }
 
 func (v *vlanValue) AttrNames() []string {
@@ -62,7 +65,7 @@ func (v *vlanValue) AttrNames() []string {
 
 func (v *vlanValue) Attr(name string) (starlark.Value, error) {
 	if f, ok := vlanAttrs[name]; ok {
-		return f(v.sw), nil
+		return f(v.v), nil
 	}
 	return nil, noAttr(v.String(), name, v.AttrNames())
 }

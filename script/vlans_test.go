@@ -39,9 +39,9 @@ func TestVLANGlobals(t *testing.T) {
 	src := lines(
 		`assert [v.nr for v in vlans] == [1, 5]`,
 		`assert vlans[0] == vlan1 and vlans[1] == vlan5 and vlan1 != vlan5`,
-		fmt.Sprintf(`assert vlan1.socket_dir == %q, vlan1.socket_dir`, sw[0].SocketDir()),
-		fmt.Sprintf(`assert vlan5.socket_dir == %q`, sw[1].SocketDir()),
-		fmt.Sprintf(`assert vlan1.pid == %d and vlan5.pid == %d`, sw[0].PID(), sw[1].PID()),
+		fmt.Sprintf(`assert vlan1.socket_dir == %q, vlan1.socket_dir`, sw[0].SocketDir),
+		fmt.Sprintf(`assert vlan5.socket_dir == %q`, sw[1].SocketDir),
+		fmt.Sprintf(`assert vlan1.pid == %d and vlan5.pid == %d`, sw[0].PID, sw[1].PID),
 		`assert f"{vlan5.nr}:{vlan5.socket_dir}" == "5:" + vlan5.socket_dir`,
 		`assert str(vlan1) == "<VLan 1>"`,
 		`assert len({vlan1: 1, vlan5: 2}) == 2`,

@@ -6,7 +6,8 @@
 // The machine comes from its description (backend.Description, written by
 // `vmdriver image build` beside run-NAME-vm): the kernel is booted
 // directly, every disk gets a qcow2 copy-on-write layer of the machine's
-// own, and every VLAN NIC a TAP device named by the WithTAP option.
+// own, and every VLAN NIC a TAP device on the run's TAP networks
+// (backend.Spec.TAPs; the process runs inside their network namespace).
 // cloud-hypervisor has no user-mode network, so VLAN 0 NICs are skipped.
 // The guest's backdoor shell runs on the virtio console (hvc0), which
 // cloud-hypervisor serves on a Unix socket; the serial console (ttyS0) is
@@ -39,13 +40,6 @@ type Option func(*Backend)
 // when a machine starts.
 func WithBinary(path string) Option { return func(b *Backend) { b.binary = path } }
 
-// WithTAP names the TAP device of each VLAN NIC of a machine (the device
-// must exist and be connected to the VLAN's switch). Without it a machine
-// with a VLAN NIC fails to start.
-func WithTAP(tap func(nic backend.NICDescription, machine string) (string, error)) Option {
-	return func(b *Backend) { b.tap = tap }
-}
-
 // WithLogf sets where the backend's own diagnostics go.
 func WithLogf(logf func(format string, args ...any)) Option {
 	return func(b *Backend) { b.logf = logf }
@@ -59,14 +53,14 @@ func WithTimeouts(d time.Duration) Option { return func(b *Backend) { b.wait = d
 // backend.Backend and backend.Restorer.
 type Backend struct {
 	binary string
-	tap    func(nic backend.NICDescription, machine string) (string, error)
 	logf   func(format string, args ...any)
 	wait   time.Duration
 }
 
 var (
-	_ backend.Backend  = (*Backend)(nil)
-	_ backend.Restorer = (*Backend)(nil)
+	_ backend.Backend   = (*Backend)(nil)
+	_ backend.Restorer  = (*Backend)(nil)
+	_ backend.VLANKinds = (*Backend)(nil)
 )
 
 // New returns a cloud-hypervisor backend.
@@ -77,6 +71,9 @@ func New(opts ...Option) *Backend {
 	}
 	return b
 }
+
+// VLANKinds says that cloud-hypervisor's VLAN NICs are TAP devices only.
+func (b *Backend) VLANKinds() []string { return []string{backend.TAP} }
 
 // Name returns "cloud-hypervisor".
 func (b *Backend) Name() string { return "cloud-hypervisor" }
@@ -99,11 +96,12 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := b.vmConfig(spec, desc, disks)
+	taps, err := backend.CreateNamedTAPs(spec, desc, b.Name())
 	if err != nil {
 		return nil, err
 	}
-	i, err := b.launch(ctx, spec, desc, disks)
+	cfg := b.vmConfig(spec, desc, disks, taps)
+	i, err := b.launch(ctx, spec, desc, disks, taps)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +134,7 @@ func (b *Backend) overlays(ctx context.Context, dir string, desc *backend.Descri
 }
 
 // vmConfig is the body of vm.create (the spec's VmConfig) for desc.
-func (b *Backend) vmConfig(spec backend.Spec, desc *backend.Description, disks []string) (map[string]any, error) {
+func (b *Backend) vmConfig(spec backend.Spec, desc *backend.Description, disks []string, taps *backend.NamedTAPs) map[string]any {
 	payload := map[string]any{
 		"kernel":  desc.Path(desc.Kernel),
 		"cmdline": desc.Cmdline + " console=ttyS0",
@@ -158,24 +156,15 @@ func (b *Backend) vmConfig(spec backend.Spec, desc *backend.Description, disks [
 	if ds != nil {
 		cfg["disks"] = ds
 	}
+	// No user-mode network in cloud-hypervisor: only VLAN NICs.
 	var nets []any
-	for _, nic := range desc.NICs {
-		if nic.VLAN == 0 {
-			continue // no user-mode network in cloud-hypervisor
-		}
-		if b.tap == nil {
-			return nil, fmt.Errorf("nic on vlan %d: cloud-hypervisor needs a TAP device per VLAN NIC and the backend has no WithTAP", nic.VLAN)
-		}
-		tap, err := b.tap(nic, spec.Name)
-		if err != nil {
-			return nil, fmt.Errorf("tap device for the nic on vlan %d: %w", nic.VLAN, err)
-		}
-		nets = append(nets, map[string]any{"tap": tap, "mac": nic.MAC})
+	for _, t := range taps.List() {
+		nets = append(nets, map[string]any{"tap": t.Device, "mac": t.NIC.MAC})
 	}
 	if nets != nil {
 		cfg["net"] = nets
 	}
-	return cfg, nil
+	return cfg
 }
 
 func apiSocket(stateDir string) string     { return filepath.Join(stateDir, "ch.sock") }

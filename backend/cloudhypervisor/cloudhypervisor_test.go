@@ -16,6 +16,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/faketap"
 	"github.com/vmdriver/vmdriver/internal/hosttools"
 	"github.com/vmdriver/vmdriver/machine"
 )
@@ -63,6 +64,7 @@ func runTests(m *testing.M) int {
 type fixture struct {
 	dir, script string
 	b           *Backend
+	taps        *faketap.Networks // every spec's TAP networks
 }
 
 func newFixture(t *testing.T, edit func(*backend.Description)) *fixture {
@@ -101,10 +103,8 @@ func newFixture(t *testing.T, edit func(*backend.Description)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := New(WithBinary(exe), WithTimeouts(5*time.Second), WithTAP(func(nic backend.NICDescription, machine string) (string, error) {
-		return fmt.Sprintf("tap-%s-%d", machine, nic.VLAN), nil
-	}))
-	return &fixture{dir: dir, script: script, b: b}
+	b := New(WithBinary(exe), WithTimeouts(5*time.Second))
+	return &fixture{dir: dir, script: script, b: b, taps: &faketap.Networks{}}
 }
 
 // stateDir is a short private directory (Unix socket paths are short).
@@ -144,7 +144,7 @@ func (s *syncBuffer) String() string {
 
 func (f *fixture) spec(t *testing.T, env ...string) (backend.Spec, *syncBuffer) {
 	console := &syncBuffer{}
-	return backend.Spec{Name: "m", StartScript: f.script, StateDir: stateDir(t), Env: env, Console: console}, console
+	return backend.Spec{Name: "m", StartScript: f.script, StateDir: stateDir(t), Env: env, Console: console, TAPs: f.taps}, console
 }
 
 func TestStartShellPowerDown(t *testing.T) {
@@ -217,12 +217,43 @@ func TestUnsupported(t *testing.T) {
 	}
 }
 
-func TestNoTAP(t *testing.T) {
+func TestTAP(t *testing.T) {
 	f := newFixture(t, nil)
-	f.b.tap = nil
+	ctx := testCtx(t)
 	spec, _ := f.spec(t)
-	if _, err := f.b.Start(testCtx(t), spec); err == nil || !strings.Contains(err.Error(), "WithTAP") {
-		t.Fatalf("Start without WithTAP = %v", err)
+	inst, err := f.b.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the VLAN NIC gets a device (no user-mode network here), and
+	// the VMM is started inside the TAP networks' namespace.
+	if got := f.taps.Created(); fmt.Sprint(got) != "[tap-m-1]" || f.taps.Dos() != 1 {
+		t.Errorf("devices made %v, processes started inside %d; want [tap-m-1] and 1", got, f.taps.Dos())
+	}
+	lc := inst.(backend.LinkController)
+	links, err := lc.Links(ctx)
+	if err != nil || len(links) != 1 || links[0] != (backend.Link{Name: "eth1", VLAN: 1, MAC: "52:54:00:12:01:01", Up: true}) {
+		t.Errorf("Links = %+v, %v", links, err)
+	}
+	if err := lc.SetLink(ctx, "eth1", false); err != nil || !f.taps.Down("tap-m-1") {
+		t.Errorf("SetLink(eth1, down) = %v; device down: %v", err, f.taps.Down("tap-m-1"))
+	}
+	if err := lc.SetLink(ctx, "eth1", true); err != nil || f.taps.Down("tap-m-1") {
+		t.Errorf("SetLink(eth1, up) = %v; device down: %v", err, f.taps.Down("tap-m-1"))
+	}
+	if len(f.taps.Removed()) != 0 {
+		t.Errorf("devices removed while the VMM runs: %v", f.taps.Removed())
+	}
+	inst.Close()
+	if got := f.taps.Removed(); fmt.Sprint(got) != "[tap-m-1]" {
+		t.Errorf("devices removed after Close = %v, want [tap-m-1]", got)
+	}
+
+	// Without TAP networks a VLAN NIC is refused, saying what to use.
+	spec, _ = f.spec(t)
+	spec.TAPs = nil
+	if _, err := f.b.Start(ctx, spec); !errors.Is(err, backend.ErrUnsupported) || !strings.Contains(err.Error(), "--net tap") || !strings.Contains(err.Error(), "unsupported by cloud-hypervisor") {
+		t.Fatalf("Start without TAP networks = %v", err)
 	}
 }
 
@@ -267,9 +298,10 @@ func TestFailures(t *testing.T) {
 }
 
 func TestMachineSnapshotFork(t *testing.T) {
-	f := newFixture(t, nil)
+	// No VLAN NIC: the fake guest cannot re-address a clone's interface.
+	f := newFixture(t, func(d *backend.Description) { d.NICs = d.NICs[:1] })
 	ctx := testCtx(t)
-	m, err := machine.New(f.b, "m", machine.WithStartScript(f.script), machine.WithStateDir(stateDir(t)))
+	m, err := machine.New(f.b, "m", machine.WithStartScript(f.script), machine.WithStateDir(stateDir(t)), machine.WithTAPs(f.taps))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,8 @@ type Instance struct {
 	b        *Backend
 	spec     backend.Spec
 	desc     *backend.Description
-	disks    []string // this machine's copy-on-write layers, in order
+	disks    []string           // this machine's copy-on-write layers, in order
+	taps     *backend.NamedTAPs // removed once the process has ended
 	proc     *proc.Process
 	http     *http.Client
 	stderr   *tail.Buffer
@@ -40,17 +41,26 @@ type Instance struct {
 }
 
 var (
-	_ backend.Instance      = (*Instance)(nil)
-	_ backend.Snapshotter   = (*Instance)(nil)
-	_ backend.PortForwarder = (*Instance)(nil)
-	_ backend.Screenshotter = (*Instance)(nil)
-	_ backend.KeySender     = (*Instance)(nil)
-	_ backend.Monitor       = (*Instance)(nil)
+	_ backend.Instance       = (*Instance)(nil)
+	_ backend.Snapshotter    = (*Instance)(nil)
+	_ backend.PortForwarder  = (*Instance)(nil)
+	_ backend.Screenshotter  = (*Instance)(nil)
+	_ backend.KeySender      = (*Instance)(nil)
+	_ backend.Monitor        = (*Instance)(nil)
+	_ backend.LinkController = (*Instance)(nil)
 )
 
 // launch starts cloud-hypervisor with its API socket in spec.StateDir and
 // waits until the API answers.
-func (b *Backend) launch(ctx context.Context, spec backend.Spec, desc *backend.Description, disks []string) (*Instance, error) {
+// It runs inside the TAP networks' namespace when the machine has TAP
+// devices. The instance owns taps from here on, even on error: they go
+// when it has ended.
+func (b *Backend) launch(ctx context.Context, spec backend.Spec, desc *backend.Description, disks []string, taps *backend.NamedTAPs) (_ *Instance, err error) {
+	defer func() {
+		if err != nil {
+			taps.Remove()
+		}
+	}()
 	if err := ensureDir(spec.StateDir); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
@@ -71,7 +81,7 @@ func (b *Backend) launch(ctx context.Context, spec backend.Spec, desc *backend.D
 	cmd := exec.Command(bin, "--api-socket", "path="+sock)
 	cmd.Env = append(os.Environ(), spec.Env...)
 	i := &Instance{
-		b: b, spec: spec, desc: desc, disks: disks,
+		b: b, spec: spec, desc: desc, disks: disks, taps: taps,
 		stderr: tail.New(64 << 10),
 		done:   make(chan struct{}),
 	}
@@ -87,7 +97,11 @@ func (b *Backend) launch(ctx context.Context, spec backend.Spec, desc *backend.D
 	if err != nil {
 		return nil, err
 	}
-	p, err := proc.Start(cmd)
+	var p *proc.Process
+	err = taps.Start(func() (err error) {
+		p, err = proc.Start(cmd)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("starting %s: %w (cloud-hypervisor is not a Debian package: install it yourself, or give its path with cloudhypervisor.WithBinary)", bin, hosttools.ErrMissing)
@@ -344,7 +358,15 @@ func (i *Instance) Close() error {
 	for _, p := range []string{apiSocket(i.spec.StateDir), consoleSocket(i.spec.StateDir)} {
 		os.Remove(p)
 	}
-	return nil
+	return i.taps.Remove()
+}
+
+// Links lists the VLAN NICs (cloud-hypervisor has no user-mode NIC).
+func (i *Instance) Links(ctx context.Context) ([]backend.Link, error) { return i.taps.Links(), nil }
+
+// SetLink brings a VLAN NIC's TAP device up or down.
+func (i *Instance) SetLink(ctx context.Context, name string, up bool) error {
+	return i.taps.SetLink(name, up)
 }
 
 // wait waits up to d for the process to exit.

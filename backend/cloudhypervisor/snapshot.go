@@ -141,11 +141,16 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 		}
 		disks = append(disks, p)
 	}
-	src, err := b.restoreSource(ctx, spec, desc, filepath.Join(snap.Dir, "state"), disks)
+	taps, err := backend.CreateNamedTAPs(spec, desc, b.Name())
 	if err != nil {
 		return nil, err
 	}
-	i, err := b.launch(ctx, spec, desc, disks)
+	src, err := b.restoreSource(ctx, spec, desc, filepath.Join(snap.Dir, "state"), disks, taps)
+	if err != nil {
+		taps.Remove()
+		return nil, err
+	}
+	i, err := b.launch(ctx, spec, desc, disks, taps)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +171,7 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 
 // restoreSource links the saved state into spec.StateDir/restore and
 // rewrites its config.json (a VmConfig) for this machine.
-func (b *Backend) restoreSource(ctx context.Context, spec backend.Spec, desc *backend.Description, state string, disks []string) (string, error) {
+func (b *Backend) restoreSource(ctx context.Context, spec backend.Spec, desc *backend.Description, state string, disks []string, taps *backend.NamedTAPs) (string, error) {
 	dst := filepath.Join(spec.StateDir, "restore")
 	if err := os.RemoveAll(dst); err != nil {
 		return "", err
@@ -200,10 +205,7 @@ func (b *Backend) restoreSource(ctx context.Context, spec backend.Spec, desc *ba
 	if cfg == nil {
 		return "", fmt.Errorf("%w: no config.json in %s", backend.ErrSnapshotMismatch, state)
 	}
-	fresh, err := b.vmConfig(spec, desc, disks)
-	if err != nil {
-		return "", err
-	}
+	fresh := b.vmConfig(spec, desc, disks, taps)
 	for _, key := range []string{"disks", "net", "console", "serial"} {
 		if v, ok := fresh[key]; ok {
 			cfg[key] = v

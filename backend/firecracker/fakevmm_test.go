@@ -393,6 +393,10 @@ func (v *fakeVMM) guestCommand(ctx context.Context, req backdoor.GuestRequest) b
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		return backdoor.GuestReply{Output: []byte(v.memory + "\n")}
+	case cmd == "nics":
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return backdoor.GuestReply{Output: []byte(fmt.Sprint(v.nics) + "\n")}
 	case cmd == "drives":
 		v.mu.Lock()
 		defer v.mu.Unlock()

@@ -94,13 +94,9 @@ func unsupported(what string) error {
 	return fmt.Errorf("%s: %w", what, fmt.Errorf("unsupported by firecracker: %w", backend.ErrUnsupported))
 }
 
-// TAPFunc names the host TAP device for nic of machine.
-type TAPFunc func(nic backend.NICDescription, machine string) (tapName string, err error)
-
 // Backend starts machines on Firecracker.
 type Backend struct {
 	binary      string
-	tap         TAPFunc
 	bootTimeout time.Duration
 }
 
@@ -110,10 +106,6 @@ type Option func(*Backend)
 // WithBinary runs the firecracker binary at path instead of the one in
 // PATH.
 func WithBinary(path string) Option { return func(b *Backend) { b.binary = path } }
-
-// WithTAP sets how VLAN NICs get their TAP devices. Without it a machine
-// with a VLAN NIC is refused.
-func WithTAP(fn TAPFunc) Option { return func(b *Backend) { b.tap = fn } }
 
 // WithBootTimeout sets BootTimeout's answer.
 func WithBootTimeout(d time.Duration) Option { return func(b *Backend) { b.bootTimeout = d } }
@@ -128,9 +120,13 @@ func New(opts ...Option) *Backend {
 }
 
 var (
-	_ backend.Backend  = (*Backend)(nil)
-	_ backend.Restorer = (*Backend)(nil)
+	_ backend.Backend   = (*Backend)(nil)
+	_ backend.Restorer  = (*Backend)(nil)
+	_ backend.VLANKinds = (*Backend)(nil)
 )
+
+// VLANKinds says that Firecracker's VLAN NICs are TAP devices only.
+func (b *Backend) VLANKinds() []string { return []string{backend.TAP} }
 
 // Name returns "firecracker".
 func (b *Backend) Name() string { return "firecracker" }
@@ -162,19 +158,19 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 	if err != nil {
 		return nil, err
 	}
-	taps, err := b.taps(desc, spec.Name)
-	if err != nil {
-		return nil, err
-	}
 	disks, err := copyDisks(ctx, desc, spec.StateDir)
 	if err != nil {
 		return nil, err
 	}
-	i, err := b.launch(ctx, spec)
+	taps, err := backend.CreateNamedTAPs(spec, desc, b.Name())
 	if err != nil {
 		return nil, err
 	}
-	if err := i.configure(ctx, desc, disks, taps); err != nil {
+	i, err := b.launch(ctx, spec, taps)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.configure(ctx, desc, disks, taps.List()); err != nil {
 		i.Close()
 		return nil, err
 	}
@@ -182,36 +178,8 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 	return i, nil
 }
 
-// tapNIC is one NIC Firecracker gets: its index in the description and
-// its TAP device.
-type tapNIC struct {
-	index int
-	nic   backend.NICDescription
-	tap   string
-}
-
 func ifaceID(index int) string { return fmt.Sprintf("eth%d", index) }
 func driveID(index int) string { return fmt.Sprintf("disk%d", index) }
-
-// taps names the TAP device of every VLAN NIC; VLAN 0 (user-mode) NICs
-// are skipped, since Firecracker has no user-mode network.
-func (b *Backend) taps(desc *backend.Description, machine string) ([]tapNIC, error) {
-	var out []tapNIC
-	for i, nic := range desc.NICs {
-		if nic.VLAN == 0 {
-			continue
-		}
-		if b.tap == nil {
-			return nil, unsupported(fmt.Sprintf("nic %d on VLAN %d: no TAP devices configured", i, nic.VLAN))
-		}
-		name, err := b.tap(nic, machine)
-		if err != nil {
-			return nil, fmt.Errorf("TAP device for nic %d (VLAN %d): %w", i, nic.VLAN, err)
-		}
-		out = append(out, tapNIC{index: i, nic: nic, tap: name})
-	}
-	return out, nil
-}
 
 // copyDisks gives the machine its own copy of every disk in dir (a
 // reflink or sparse copy where the file system allows) and returns their
@@ -246,7 +214,7 @@ type put struct {
 
 // configure sends the machine's configuration and starts it. disks are
 // the drives' paths as Firecracker opens them.
-func (i *Instance) configure(ctx context.Context, desc *backend.Description, disks []string, taps []tapNIC) error {
+func (i *Instance) configure(ctx context.Context, desc *backend.Description, disks []string, taps []backend.NamedTAP) error {
 	calls := []put{
 		{"/boot-source", bootSource{KernelImagePath: desc.Path(desc.Kernel), InitrdPath: desc.Path(desc.Initrd), BootArgs: bootArgs(desc)}},
 		{"/machine-config", machineConfig{VCPUCount: desc.CPUs, MemSizeMiB: desc.MemoryMiB}},
@@ -257,7 +225,7 @@ func (i *Instance) configure(ctx context.Context, desc *backend.Description, dis
 		calls = append(calls, put{"/drives/" + driveID(n), drive{DriveID: driveID(n), PathOnHost: d}})
 	}
 	for _, t := range taps {
-		calls = append(calls, put{"/network-interfaces/" + ifaceID(t.index), networkInterface{IfaceID: ifaceID(t.index), HostDevName: t.tap, GuestMAC: t.nic.MAC}})
+		calls = append(calls, put{"/network-interfaces/" + ifaceID(t.Index), networkInterface{IfaceID: ifaceID(t.Index), HostDevName: t.Device, GuestMAC: t.NIC.MAC}})
 	}
 	calls = append(calls, put{"/vsock", vsock{GuestCID: guestCID, UDSPath: i.vsockPath}})
 	for _, c := range calls {
@@ -272,19 +240,25 @@ func (i *Instance) configure(ctx context.Context, desc *backend.Description, dis
 }
 
 // launch starts the process and waits for its API socket.
-func (b *Backend) launch(ctx context.Context, spec backend.Spec) (*Instance, error) {
+// launch starts Firecracker, inside the TAP networks' namespace when the
+// machine has TAP devices, and waits for its API socket. The instance
+// owns taps from here on, even on error: they go when it has ended.
+func (b *Backend) launch(ctx context.Context, spec backend.Spec, taps *backend.NamedTAPs) (*Instance, error) {
 	bin, err := b.binaryPath()
 	if err != nil {
+		taps.Remove()
 		return nil, err
 	}
 	sock := filepath.Join(spec.StateDir, "fc.sock")
 	vs := filepath.Join(spec.StateDir, "vsock.sock")
 	for _, p := range []string{sock, vs} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			taps.Remove()
 			return nil, fmt.Errorf("removing a stale socket: %w", err)
 		}
 	}
 	i := &Instance{
+		taps:      taps,
 		spec:      spec,
 		sock:      sock,
 		vsockPath: vs,
@@ -298,8 +272,13 @@ func (b *Backend) launch(ctx context.Context, spec backend.Spec) (*Instance, err
 	cmd.Dir = spec.StateDir
 	cmd.Stdout = &consoleWriter{tail: i.console, out: spec.Console}
 	cmd.Stderr = i.stderr
-	p, err := proc.Start(cmd)
+	var p *proc.Process
+	err = taps.Start(func() (err error) {
+		p, err = proc.Start(cmd)
+		return err
+	})
 	if err != nil {
+		taps.Remove()
 		return nil, fmt.Errorf("starting Firecracker: %w", err)
 	}
 	i.proc = p

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backdoor"
 	"github.com/vmdriver/vmdriver/backend"
+	"github.com/vmdriver/vmdriver/internal/faketap"
 )
 
 // lockedBuffer collects the console safely.
@@ -256,20 +258,80 @@ func TestUnsupported(t *testing.T) {
 }
 
 func TestTAP(t *testing.T) {
-	f := newFixture(t, "m", func(d *backend.Description) {
+	nics := func(d *backend.Description) {
 		d.NICs = []backend.NICDescription{{VLAN: 0, MAC: "52:54:00:12:34:56"}, {VLAN: 2, MAC: "52:54:00:12:02:01"}}
-	})
-	var asked []string
-	b := newBackend(t, WithTAP(func(nic backend.NICDescription, machine string) (string, error) {
-		asked = append(asked, machine+"/"+nic.MAC)
-		return "tap-vlan2", nil
-	}))
-	inst := start(t, b, f.spec("m"))
-	if len(asked) != 1 || asked[0] != "m/52:54:00:12:02:01" {
-		t.Errorf("TAP devices asked for %v, want only the VLAN NIC", asked)
 	}
-	if !strings.Contains(inst.Diagnostics(), "PUT /network-interfaces/eth1 ok") {
-		t.Errorf("no eth1: %s", inst.Diagnostics())
+	f := newFixture(t, "m", nics)
+	nets := &faketap.Networks{}
+	spec := f.spec("m")
+	spec.TAPs = nets
+	b := newBackend(t)
+	inst := start(t, b, spec)
+	// Only the VLAN NIC gets a device (no user-mode network here), and
+	// the VMM is started inside the TAP networks' namespace.
+	if got := nets.Created(); fmt.Sprint(got) != "[tap-m-2]" || nets.Dos() != 1 {
+		t.Errorf("devices made %v, processes started inside %d; want [tap-m-2] and 1", got, nets.Dos())
+	}
+	sh, err := inst.Shell(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, sh, "nics"); got != "map[eth1:tap-m-2]" {
+		t.Errorf("VMM's NICs = %q, want eth1 on tap-m-2", got)
+	}
+	// Link control is the device's state.
+	links, err := inst.Links(testCtx(t))
+	if err != nil || len(links) != 1 || links[0] != (backend.Link{Name: "eth1", VLAN: 2, MAC: "52:54:00:12:02:01", Up: true}) {
+		t.Errorf("Links = %+v, %v", links, err)
+	}
+	if err := inst.SetLink(testCtx(t), "eth1", false); err != nil || !nets.Down("tap-m-2") {
+		t.Errorf("SetLink(eth1, down) = %v; device down: %v", err, nets.Down("tap-m-2"))
+	}
+	if links, _ := inst.Links(testCtx(t)); links[0].Up {
+		t.Error("Links says eth1 is up after SetLink(down)")
+	}
+	if err := inst.SetLink(testCtx(t), "eth7", false); err == nil || !strings.Contains(err.Error(), "eth1 (vlan 2, tap-m-2)") {
+		t.Errorf("SetLink(eth7) = %v, want an error listing eth1", err)
+	}
+
+	// A clone gets devices of its own, handed over in network_overrides.
+	snap, err := inst.Snapshot(testCtx(t), t.TempDir(), backend.SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clone := newFixture(t, "m", nics)
+	cspec := clone.spec("m-1")
+	cspec.TAPs = nets
+	ri, err := b.Restore(testCtx(t), cspec, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsh, err := ri.Shell(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, rsh, "nics"); got != "map[eth1:tap-m-1-2]" {
+		t.Errorf("clone's NICs = %q, want eth1 on tap-m-1-2", got)
+	}
+	// Each machine's devices go when it has ended, and only then.
+	if got := nets.Removed(); len(got) != 0 {
+		t.Errorf("devices removed while their VMMs run: %v", got)
+	}
+	ri.Close()
+	inst.Close()
+	if got := nets.Removed(); fmt.Sprint(got) != "[tap-m-1-2 tap-m-2]" {
+		t.Errorf("devices removed = %v, want both", got)
+	}
+
+	// Without TAP networks a VLAN NIC is refused, saying what to use;
+	// a failing device is reported, and nothing is left.
+	if _, err := b.Start(testCtx(t), f.spec("m")); !errors.Is(err, backend.ErrUnsupported) || !strings.Contains(err.Error(), "--net tap") {
+		t.Errorf("Start without TAP networks = %v, want ErrUnsupported naming --net tap", err)
+	}
+	failing := &faketap.Networks{Fail: errors.New("no room")}
+	spec.TAPs = failing
+	if _, err := b.Start(testCtx(t), spec); err == nil || !strings.Contains(err.Error(), "no room") {
+		t.Errorf("Start with a failing device = %v", err)
 	}
 }
 

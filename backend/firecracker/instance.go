@@ -32,6 +32,7 @@ const (
 
 // Instance is one Firecracker process and its guest.
 type Instance struct {
+	taps      *backend.NamedTAPs // removed once the process has ended
 	spec      backend.Spec
 	sock      string
 	vsockPath string
@@ -51,8 +52,9 @@ type Instance struct {
 }
 
 var (
-	_ backend.Instance    = (*Instance)(nil)
-	_ backend.Snapshotter = (*Instance)(nil)
+	_ backend.Instance       = (*Instance)(nil)
+	_ backend.Snapshotter    = (*Instance)(nil)
+	_ backend.LinkController = (*Instance)(nil)
 )
 
 // watch closes done once the process is reaped and its output copied.
@@ -287,7 +289,15 @@ func (i *Instance) Close() error {
 		}
 	})
 	<-i.done
-	return nil
+	return i.taps.Remove()
+}
+
+// Links lists the VLAN NICs (Firecracker has no user-mode NIC).
+func (i *Instance) Links(ctx context.Context) ([]backend.Link, error) { return i.taps.Links(), nil }
+
+// SetLink brings a VLAN NIC's TAP device up or down.
+func (i *Instance) SetLink(ctx context.Context, name string, up bool) error {
+	return i.taps.SetLink(name, up)
 }
 
 // ForwardPort is unsupported: Firecracker has no user-mode network.

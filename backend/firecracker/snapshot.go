@@ -184,10 +184,6 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 	if diffs := have.differences(want); len(diffs) > 0 {
 		return nil, fmt.Errorf("%w: the machine has %s", backend.ErrSnapshotMismatch, strings.Join(diffs, "; "))
 	}
-	taps, err := b.taps(desc, spec.Name)
-	if err != nil {
-		return nil, err
-	}
 	for n := range want.Disks {
 		dst := filepath.Join(spec.StateDir, driveID(n)+".raw")
 		os.Remove(dst) // an earlier start's copy
@@ -195,7 +191,11 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 			return nil, fmt.Errorf("copying the snapshot's disk %d: %w", n, err)
 		}
 	}
-	i, err := b.launch(ctx, spec)
+	taps, err := backend.CreateNamedTAPs(spec, desc, b.Name())
+	if err != nil {
+		return nil, err
+	}
+	i, err := b.launch(ctx, spec, taps)
 	if err != nil {
 		return nil, err
 	}
@@ -205,8 +205,8 @@ func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.
 		MemFilePath:   filepath.Join(snap.Dir, memoryName),
 		VsockOverride: &vsockOverride{UDSPath: i.vsockPath},
 	}
-	for _, t := range taps {
-		load.NetworkOverrides = append(load.NetworkOverrides, networkOverride{IfaceID: ifaceID(t.index), HostDevName: t.tap})
+	for _, t := range taps.List() {
+		load.NetworkOverrides = append(load.NetworkOverrides, networkOverride{IfaceID: ifaceID(t.Index), HostDevName: t.Device})
 	}
 	slices.SortFunc(load.NetworkOverrides, func(a, b networkOverride) int { return strings.Compare(a.IfaceID, b.IfaceID) })
 	fail := func(err error) (backend.Instance, error) {

@@ -60,6 +60,8 @@ type launchConfig struct {
 	restored bool
 	// ram is how QEMU gets the guest's RAM (ram.go).
 	ram ramPlan
+	// taps are TAP devices QEMU inherits after the RAM file (tap.go).
+	taps []*os.File
 }
 
 // Instance is one running QEMU process and its guest. Besides
@@ -111,6 +113,14 @@ type Instance struct {
 	// is on in this QEMU (set for a shared-RAM save or a restore from a
 	// RAM file; it stays on, and a stream records it).
 	ignoreShared bool
+}
+
+// backendName is the Name of the backend that started the instance.
+func (i *Instance) backendName() string {
+	if i.microvm {
+		return "microvm"
+	}
+	return "qemu"
 }
 
 var (
@@ -175,6 +185,7 @@ func launch(ctx context.Context, c launchConfig) (_ *Instance, err error) {
 	if c.ram.live != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, c.ram.live) // fd 4: ramChildFD
 	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, c.taps...) // the TAP plan's fds
 	spawned := time.Now()
 	// Its own process group, so teardown reaches every process the
 	// script started; Pdeathsig so QEMU dies with the driver even when

@@ -43,11 +43,15 @@ type microvmConfig struct {
 	// SharedDir is the host directory shared as 9p tag "shared", or "".
 	SharedDir string
 	// Getenv reads the spec's environment over the driver's:
-	// QEMU_VDE_SOCKET_<n>, QEMU_NET_OPTS and QEMU_KERNEL_PARAMS.
+	// QEMU_VDE_SOCKET_<n>, QEMU_NET_OPTS, QEMU_KERNEL_PARAMS and
+	// QEMU_OPTS.
 	Getenv func(string) string
 	// TSCkHz, when positive, is passed as tsc_early_khz= (see
 	// hostTSCkHz).
 	TSCkHz int
+	// TAPFDs maps a VLAN NIC's index to the TAP device QEMU inherits
+	// for it (tapPlan); NICs not in it join their VLAN's VDE switch.
+	TAPFDs map[int]int
 }
 
 // microvmArgs returns QEMU's machine arguments for a description, before
@@ -77,6 +81,8 @@ func microvmArgs(c microvmConfig) (args []string, overlays [][3]string, err erro
 				netdev += "," + o
 			}
 			args = append(args, "-netdev", netdev)
+		} else if fd, ok := c.TAPFDs[i]; ok {
+			args = append(args, "-netdev", fmt.Sprintf("tap,id=%s,fd=%d", id, fd))
 		} else {
 			env := fmt.Sprintf("QEMU_VDE_SOCKET_%d", nic.VLAN)
 			sock := c.Getenv(env)
@@ -120,7 +126,9 @@ func microvmArgs(c microvmConfig) (args []string, overlays [][3]string, err erro
 	if d.Initrd != "" {
 		args = append(args, "-initrd", d.Path(d.Initrd))
 	}
-	return append(args, "-append", cmdline), overlays, nil
+	args = append(args, "-append", cmdline)
+	// Like the start scripts' unquoted $QEMU_OPTS: split at blanks.
+	return append(args, strings.Fields(c.Getenv("QEMU_OPTS"))...), overlays, nil
 }
 
 // specGetenv looks a variable up in the spec's environment (last entry
@@ -139,7 +147,7 @@ func specGetenv(env []string) func(string) string {
 // microvmCommand loads the spec's description, creates its disk overlays
 // (kept when they exist: a restore makes its own) and returns the QEMU
 // binary and its machine arguments.
-func microvmCommand(ctx context.Context, spec backend.Spec, stateDir string, tcg bool) (string, []string, error) {
+func microvmCommand(ctx context.Context, spec backend.Spec, stateDir string, tcg bool, tapFDs map[int]int) (string, []string, error) {
 	desc, err := backend.LoadDescription(backend.DescriptionPath(spec.StartScript))
 	if err != nil {
 		return "", nil, err
@@ -158,7 +166,7 @@ func microvmCommand(ctx context.Context, spec backend.Spec, stateDir string, tcg
 			return "", nil, fmt.Errorf("shared directory: %w", err)
 		}
 	}
-	cfg := microvmConfig{Desc: desc, StateDir: stateDir, SharedDir: shared, Getenv: specGetenv(spec.Env)}
+	cfg := microvmConfig{Desc: desc, StateDir: stateDir, SharedDir: shared, Getenv: specGetenv(spec.Env), TAPFDs: tapFDs}
 	if tcg {
 		cfg.TSCkHz = hostTSCkHz()
 	}

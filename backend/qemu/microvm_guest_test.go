@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,13 @@ func TestRealMicrovm(t *testing.T) {
 	snap, err := i.Snapshot(ctx, stateDir(t), backend.SnapshotOptions{})
 	if err != nil {
 		t.Fatalf("Snapshot: %v", err)
+	}
+	if snap.Backend != "microvm" {
+		t.Errorf("snapshot's backend %q, want microvm", snap.Backend)
+	}
+	// A -M pc QEMU cannot load a microvm state: refused up front.
+	if _, err := New(WithAccel(AccelTCG)).Restore(ctx, specDefaults(t, backend.Spec{StartScript: spec.StartScript}, "pcclone"), snap); !errors.Is(err, backend.ErrSnapshotMismatch) || !strings.Contains(err.Error(), "microvm") {
+		t.Errorf("restoring a microvm snapshot on -M pc = %v, want ErrSnapshotMismatch naming microvm", err)
 	}
 	c, err := b.Restore(ctx, specDefaults(t, backend.Spec{StartScript: spec.StartScript}, "mvmclone"), snap)
 	if err != nil {

@@ -16,7 +16,7 @@ func TestMicrovmArgs(t *testing.T) {
 		NICs:  []backend.NICDescription{{VLAN: 0, MAC: "52:54:00:12:34:56"}, {VLAN: 1, MAC: "52:54:00:12:01:01"}},
 		Hosts: "192.168.1.1 a", Net: "eth1 52:54:00:12:01:01 192.168.1.1/24",
 	}
-	env := map[string]string{"QEMU_VDE_SOCKET_1": "/run/v,1", "QEMU_NET_OPTS": "hostfwd=tcp::2222-:22"}
+	env := map[string]string{"QEMU_VDE_SOCKET_1": "/run/v,1", "QEMU_NET_OPTS": "hostfwd=tcp::2222-:22", "QEMU_OPTS": " -smp  2 -device virtio-balloon-device "}
 	args, overlays, err := microvmArgs(microvmConfig{Desc: d, StateDir: "/state", SharedDir: "/sh", Getenv: func(k string) string { return env[k] }})
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +37,11 @@ func TestMicrovmArgs(t *testing.T) {
 			t.Errorf("args lack %q:\n%s", want, line)
 		}
 	}
-	if got := args[len(args)-1]; got != "console=ttyS0 panic=1 systemd.hostname=a" {
+	// QEMU_OPTS comes last, split at blanks as the start scripts' $QEMU_OPTS.
+	if got := args[len(args)-4:]; !slices.Equal(got, []string{"-smp", "2", "-device", "virtio-balloon-device"}) {
+		t.Errorf("args end in %q, want QEMU_OPTS's words", got)
+	}
+	if got := args[slices.Index(args, "-append")+1]; got != "console=ttyS0 panic=1 systemd.hostname=a" {
 		t.Errorf("kernel command line %q: want acpi=noirq dropped", got)
 	}
 	if want := [][3]string{{"/state/a-root.qcow2", "/img/root.img", "raw"}}; !slices.Equal(overlays, want) {

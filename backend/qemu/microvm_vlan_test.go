@@ -16,14 +16,14 @@ import (
 )
 
 // TestRealMicrovmVLAN boots two minimal guests under -M microvm on VLAN 1
-// (images built with NAME:1) and pings one from the other by name.
+// (images built with NAME:1) and pings one from the other by name: on a
+// VDE switch, and on a bridge with TAP devices.
 func TestRealMicrovmVLAN(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds images and boots two VMs")
 	}
 	needQEMU(t)
-	testenv.NeedCommand(t, vlan.Binary)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	ucd, err := os.UserCacheDir()
 	if err != nil {
@@ -34,30 +34,56 @@ func TestRealMicrovmVLAN(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	swDir, err := os.MkdirTemp("", "vmd")
-	if err != nil {
-		t.Fatal(err)
+	for _, kind := range []string{backend.VDE, backend.TAP} {
+		t.Run(kind, func(t *testing.T) {
+			var base backend.Spec
+			switch kind {
+			case backend.VDE:
+				testenv.NeedCommand(t, vlan.Binary)
+				swDir, err := os.MkdirTemp("", "vmd")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.RemoveAll(swDir) })
+				sw, err := vlan.Start(ctx, 1, swDir)
+				if err != nil {
+					t.Fatalf("start VLAN 1: %v", err)
+				}
+				t.Cleanup(func() { sw.Close() })
+				base.Env = []string{sw.EnvName() + "=" + sw.SocketDir()}
+			case backend.TAP:
+				testenv.NeedTAP(t)
+				br, err := vlan.StartBridges([]int{1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { br.Close() })
+				base.TAPs = br
+			}
+			pingOverVLAN(ctx, t, paths, base, kind)
+		})
 	}
-	t.Cleanup(func() { os.RemoveAll(swDir) })
-	sw, err := vlan.Start(ctx, 1, swDir)
-	if err != nil {
-		t.Fatalf("start VLAN 1: %v", err)
-	}
-	t.Cleanup(func() { sw.Close() })
-	env := []string{sw.EnvName() + "=" + sw.SocketDir()}
+}
 
+// pingOverVLAN boots a and b from their start scripts on base's network
+// and pings each from the other.
+func pingOverVLAN(ctx context.Context, t *testing.T, paths []string, base backend.Spec, kind string) {
 	b := NewMicrovm(WithAccel(AccelTCG))
 	shells := map[string]*backdoor.Shell{}
 	for k, name := range []string{"a", "b"} {
-		spec := specDefaults(t, backend.Spec{Name: name, StartScript: paths[k], Env: env}, name)
+		spec := base
+		spec.Name, spec.StartScript = name, paths[k]
+		spec = specDefaults(t, spec, name)
 		inst, err := b.Start(ctx, spec)
 		if err != nil {
 			t.Fatalf("Start %s: %v", name, err)
 		}
 		t.Cleanup(func() { inst.Close() })
+		// QEMU's own report first: the user NIC is restricted, the VLAN
+		// NIC is on the network under test.
 		net, err := inst.(*Instance).MonitorCommand(ctx, "info network")
-		if err != nil || !strings.Contains(net, "restrict=on") || !strings.Contains(net, "vde") {
-			t.Fatalf("%s: info network shows no restricted user NIC and VDE NIC (%v):\n%s", name, err, net)
+		if err != nil || !strings.Contains(net, "restrict=on") || !strings.Contains(net, "type="+kind) {
+			t.Fatalf("%s: info network shows no restricted user NIC and %s NIC (%v):\n%s", name, kind, err, net)
 		}
 		bctx, bcancel := context.WithTimeout(ctx, b.BootTimeout())
 		shells[name], err = inst.Shell(bctx)

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -229,6 +230,10 @@ func (b *Backend) decide() (accelChoice, error) {
 	return b.choice, b.choiceErr
 }
 
+// VLANKinds says that QEMU's VLAN NICs join VDE switches (the NixOS
+// driver's way, the default) or take TAP devices the driver opens.
+func (b *Backend) VLANKinds() []string { return []string{backend.VDE, backend.TAP} }
+
 // Start validates spec, spawns its start script and connects QMP. It
 // returns while the guest boots; Instance.Shell waits for the guest. The
 // instance is an *Instance, which also offers the optional capabilities.
@@ -279,10 +284,25 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool, 
 	if err != nil {
 		return nil, err
 	}
+	// TAP devices follow the shell (fd 3) and the RAM file (fd 4).
+	firstTAP := shellChildFD + 1
+	if ram.live != nil {
+		firstTAP = ramChildFD + 1
+	}
+	taps, err := openTAPs(spec, b.microvm, firstTAP)
+	if err != nil {
+		return nil, err
+	}
+	// QEMU has its own copies once started; ours go either way.
+	defer taps.close()
+	if len(taps.names) > 0 {
+		logf("qemu: VLAN NICs on TAP devices %s", strings.Join(taps.names, ", "))
+	}
+	env = append(env, taps.env...)
 	script := spec.StartScript
 	var machineArgs []string
 	if b.microvm {
-		if script, machineArgs, err = microvmCommand(ctx, spec, stateDir, !choice.KVM); err != nil {
+		if script, machineArgs, err = microvmCommand(ctx, spec, stateDir, !choice.KVM, taps.fds); err != nil {
 			return nil, err
 		}
 	}
@@ -307,6 +327,7 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool, 
 		qmpTimeout: b.Scale(30 * time.Second),
 		restored:   restoring,
 		ram:        ram,
+		taps:       taps.files,
 		microvm:    b.microvm,
 		logShellBuf: func(msg string) {
 			b.bufLogOnce.Do(func() { backendLogf("qemu: %s", msg) })

@@ -26,7 +26,7 @@ const envDiskImage = "NIX_DISK_IMAGE"
 // it when the spec sets that variable), so clones never share a writable
 // layer.
 func (b *Backend) Restore(ctx context.Context, spec backend.Spec, snap *backend.Snapshot) (backend.Instance, error) {
-	m, err := readManifest(snap)
+	m, err := readManifest(snap, b.Name())
 	if err != nil {
 		return nil, err
 	}

@@ -222,7 +222,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 	i.mu.Unlock()
 	m := manifest{
 		Version:      manifestVersion,
-		Backend:      "qemu",
+		Backend:      i.backendName(),
 		Machine:      i.name,
 		Taken:        start,
 		State:        filepath.Base(statePath),
@@ -242,7 +242,7 @@ func (i *Instance) Snapshot(ctx context.Context, dir string, opts backend.Snapsh
 		return nil, err
 	}
 	return &backend.Snapshot{
-		Backend:    "qemu",
+		Backend:    i.backendName(),
 		Dir:        dir,
 		Machine:    i.name,
 		Taken:      start,
@@ -567,14 +567,16 @@ func writeManifest(dir string, m manifest) error {
 	return os.Rename(tmp, filepath.Join(dir, manifestFile))
 }
 
-// readManifest reads and checks a snapshot directory.
-func readManifest(snap *backend.Snapshot) (manifest, error) {
+// readManifest reads and checks a snapshot directory for the backend
+// called backendName ("qemu" or "microvm": a -M pc state does not load
+// into a microvm QEMU, nor the other way round).
+func readManifest(snap *backend.Snapshot, backendName string) (manifest, error) {
 	var m manifest
 	if snap == nil {
 		return m, fmt.Errorf("%w: no snapshot given", backend.ErrSnapshotMismatch)
 	}
-	if snap.Backend != "" && snap.Backend != "qemu" {
-		return m, fmt.Errorf("%w: the snapshot was taken by the %s backend; only it can restore it", backend.ErrSnapshotMismatch, snap.Backend)
+	if snap.Backend != "" && snap.Backend != backendName {
+		return m, fmt.Errorf("%w: the snapshot was taken by the %s backend; only it can restore it, not %s", backend.ErrSnapshotMismatch, snap.Backend, backendName)
 	}
 	data, err := os.ReadFile(filepath.Join(snap.Dir, manifestFile))
 	if err != nil {
@@ -583,8 +585,8 @@ func readManifest(snap *backend.Snapshot) (manifest, error) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return m, fmt.Errorf("%w: %s: malformed %s: %v", backend.ErrSnapshotMismatch, snap.Dir, manifestFile, err)
 	}
-	if m.Backend != "qemu" || m.Version != manifestVersion {
-		return m, fmt.Errorf("%w: %s was written by backend %q, format %d; this is qemu format %d", backend.ErrSnapshotMismatch, snap.Dir, m.Backend, m.Version, manifestVersion)
+	if m.Backend != backendName || m.Version != manifestVersion {
+		return m, fmt.Errorf("%w: %s was written by backend %q, format %d; this is %s format %d", backend.ErrSnapshotMismatch, snap.Dir, m.Backend, m.Version, backendName, manifestVersion)
 	}
 	if m.State != stateRaw && m.State != stateZstd {
 		return m, fmt.Errorf("%w: %s: the manifest names an unknown state file %q", backend.ErrSnapshotMismatch, snap.Dir, m.State)

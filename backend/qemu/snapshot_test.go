@@ -119,7 +119,7 @@ func TestRestoreBadSnapshots(t *testing.T) {
 	// copyWith makes a snapshot directory with a modified state file.
 	copyWith := func(t *testing.T, state []byte, fixSize bool) *backend.Snapshot {
 		d := stateDir(t)
-		m, err := readManifest(snap)
+		m, err := readManifest(snap, "qemu")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,12 +17,12 @@ const defaultBackend = "qemu"
 // backends are the hypervisor backends --backend chooses from, by
 // backend.Backend.Name. A new backend is one more entry.
 var backends = map[string]func() backend.Backend{
-	"qemu":        func() backend.Backend { return qemu.New() },
-	"microvm":     func() backend.Backend { return qemu.NewMicrovm() },
-	"firecracker": func() backend.Backend { return firecracker.New() },
-	// cloud-hypervisor boots machines from their descriptions; it has no
-	// user-mode network, and VLAN NICs need TAP devices (not wired up
-	// here yet), so only machines without VLANs start.
+	"qemu":    func() backend.Backend { return qemu.New() },
+	"microvm": func() backend.Backend { return qemu.NewMicrovm() },
+	// Firecracker and cloud-hypervisor boot machines from their
+	// descriptions; their VLAN NICs are TAP devices (--net tap, their
+	// default).
+	"firecracker":      func() backend.Backend { return firecracker.New() },
 	"cloud-hypervisor": func() backend.Backend { return cloudhypervisor.New() },
 }
 
@@ -40,7 +40,7 @@ func backendNames() []string {
 // a backend.
 func checkBackend(name string) error {
 	if _, ok := backends[name]; !ok {
-		return usageError{fmt.Sprintf("--backend: unknown backend %q; choose one of: %s", name, strings.Join(backendNames(), ", "))}
+		return usageError{fmt.Sprintf("unknown backend %q (--backend, or the config's \"backend\"); choose one of: %s", name, strings.Join(backendNames(), ", "))}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/report"
 	"github.com/vmdriver/vmdriver/script"
@@ -37,8 +38,9 @@ type runFlags struct {
 	forkSubtests  bool
 	warm          bool
 	warmFrom      string
-	jobs          int // 0: not given
-	backend       string
+	jobs          int    // 0: not given
+	backend       string // --backend; "" means the config's, else defaultBackend
+	network       string // --net
 	python        bool   // --python: run on CPython
 	starlark      bool   // --starlark: run on Starlark
 	pythonBin     string // --python-bin
@@ -75,7 +77,8 @@ func newRunFlagSet(name string, f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.debugHook, "debug-hook-attach", "", "accepted for compatibility; breakpoints are not supported")
 	fs.BoolVar(&f.warm, "warm", os.Getenv("VMDRIVER_WARM") == "1", "start machines from post-boot snapshots of earlier runs (boot cold and save one when there is none); env VMDRIVER_WARM=1")
 	fs.StringVar(&f.warmFrom, "warm-from", "", "start machines warm from the entries in `DIR` (made by an earlier --warm run's cache or shared by CI), never writing there")
-	fs.StringVar(&f.backend, "backend", defaultBackend, fmt.Sprintf("hypervisor backend the machines run on (%s)", strings.Join(backendNames(), ", ")))
+	fs.StringVar(&f.backend, "backend", "", fmt.Sprintf("hypervisor backend the machines run on: %s (default %s, or the config's \"backend\")", strings.Join(backendNames(), ", "), defaultBackend))
+	fs.StringVar(&f.network, "net", "", "the VLANs: vde (a VDE switch per VLAN) or tap (a Linux bridge per VLAN and a TAP device per NIC, in a private network namespace; needs root). Default: the config's \"network\", else the backend's: vde for qemu and microvm, tap for firecracker and cloud-hypervisor")
 	fs.BoolVar(&f.python, "python", false, "run the script in a real CPython (3.9 or newer) instead of the Starlark engine")
 	fs.BoolVar(&f.starlark, "starlark", false, "run the script on the Starlark engine, even if it refuses it")
 	fs.StringVar(&f.pythonBin, "python-bin", "", "the Python interpreter's `PATH` (default: python3 from PATH)")
@@ -96,10 +99,14 @@ func newRunFlagSet(name string, f *runFlags, stderr io.Writer) *flag.FlagSet {
 // checkCombinations rejects flags that do not go together, and a
 // backend that does not exist.
 func (f *runFlags) checkCombinations() error {
-	if err := checkBackend(f.backend); err != nil {
-		return err
+	if f.backend != "" {
+		if err := checkBackend(f.backend); err != nil {
+			return err
+		}
 	}
 	switch {
+	case f.network != "" && f.network != backend.VDE && f.network != backend.TAP:
+		return usageError{fmt.Sprintf("--net: unknown network kind %q; choose vde or tap", f.network)}
 	case f.jobs != 0 && !f.forkSubtests:
 		return usageError{"-j/--jobs applies only with --fork-subtests"}
 	case f.forkSubtests && f.interactive && !f.noInteractive:
@@ -169,6 +176,18 @@ func (f *runFlags) driverConfig() (driver.Config, error) {
 			return c, usageError{fmt.Sprintf("--global-timeout: %q is not a positive number of seconds", f.globalTimeout)}
 		}
 		c.GlobalTimeout = time.Duration(secs * float64(time.Second))
+	}
+	if f.backend != "" {
+		c.Backend = f.backend
+	}
+	if c.Backend == "" {
+		c.Backend = defaultBackend
+	}
+	if err := checkBackend(c.Backend); err != nil {
+		return c, err
+	}
+	if f.network != "" {
+		c.Network = f.network
 	}
 	if f.keepState {
 		c.KeepState = true

@@ -103,7 +103,18 @@ commands:
   "A B", --vm-names/--vm-start-scripts, --vlans "1 2", --global-timeout SECS,
   -K/--keep-machine-state, -I/--interactive, -o/--output_directory DIR,
   --junit-xml FILE, --log-level LEVEL, --log-format text|json,
-  --backend NAME (the hypervisor backend: qemu, the default, or firecracker)
+  --backend NAME ("backend" in the config)
+        the hypervisor backend: qemu (the default: the start scripts),
+        microvm (QEMU -M microvm), firecracker or cloud-hypervisor; all
+        but qemu boot NAME.machine.json beside each start script (written
+        by vmdriver image build)
+
+  --net vde|tap ("network" in the config)
+        the VLANs: a VDE switch per VLAN (vde, the NixOS driver's; the
+        default for qemu and microvm) or a Linux bridge per VLAN with a
+        TAP device per NIC, inside a private network namespace that the
+        run creates and removes (tap; needs root; the default and only
+        kind for firecracker and cloud-hypervisor)
 
   --warm (env VMDRIVER_WARM=1; "warm": true in the config)
         start each machine from a post-boot snapshot saved by an earlier

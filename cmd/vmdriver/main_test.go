@@ -37,6 +37,8 @@ func writeFile(t *testing.T, dir, name, body string) string {
 func TestUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := writeFile(t, dir, "bad.json", "{\n \"vms\": [\n")
+	badBackend := writeFile(t, dir, "backend.json", `{"vms": {}, "backend": "bochs"}`)
+	badNet := writeFile(t, dir, "net.json", `{"vms": {}, "network": "slirp"}`)
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -54,7 +56,10 @@ func TestUsageErrors(t *testing.T) {
 		{"missing script file", []string{"run", filepath.Join(dir, "nope.py")}, "nope.py"},
 		{"deps with arguments", []string{"deps", "qemu"}, "takes no arguments"},
 		{"version with arguments", []string{"version", "x"}, "takes no arguments"},
-		{"unknown backend", []string{"eval", "--backend", "bochs", "print(1)"}, `unknown backend "bochs"; choose one of: cloud-hypervisor, firecracker, microvm, qemu`},
+		{"unknown backend", []string{"eval", "--backend", "bochs", "print(1)"}, `unknown backend "bochs" (--backend, or the config's "backend"); choose one of: cloud-hypervisor, firecracker, microvm, qemu`},
+		{"unknown backend in the config", []string{"eval", "--config", badBackend, "print(1)"}, `unknown backend "bochs"`},
+		{"unknown network", []string{"eval", "--net", "slirp", "print(1)"}, `--net: unknown network kind "slirp"; choose vde or tap`},
+		{"unknown network in the config", []string{"eval", "--config", badNet, "print(1)"}, `network "slirp": VLANs are "vde" (VDE switches) or "tap"`},
 		{"warm-from not a directory", []string{"eval", "--warm-from", filepath.Join(dir, "nope"), "print(1)"}, "not a directory of warm entries"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -128,7 +128,7 @@ func runTestWith(ctx context.Context, kind testCmd, name string, args []string, 
 		log.Warn("", "--debug-hook-attach is accepted for compatibility, but breakpoints are not supported")
 	}
 	start := time.Now()
-	b, err := newBackend(f.backend)
+	b, err := newBackend(cfg.Backend)
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}

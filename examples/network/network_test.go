@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/backend/qemu"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/images"
@@ -26,16 +27,17 @@ import (
 var nodes = []string{"client:1", "router:1,2", "server:2"}
 
 // TestNetwork builds the three guests (a cache hit after the first build)
-// and runs network.py against them, the way `vmdriver eval-file` does.
+// and runs network.py against them, the way `vmdriver eval-file` does:
+// once on VDE switches (the NixOS driver's networks) and once on Linux
+// bridges and TAP devices in a private network namespace (--net tap).
 func TestNetwork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots VMs")
 	}
 	testenv.NeedQEMU(t)
-	testenv.NeedCommand(t, "vde_switch")
 	testenv.NeedCommand(t, "bash") // the host side of the port-forwarding check
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
 	scripts, err := images.Build(ctx, images.Options{
@@ -55,27 +57,52 @@ func TestNetwork(t *testing.T) {
 		name, _, _ := strings.Cut(spec, ":")
 		machines = append(machines, driver.MachineConfig{Name: name, StartScript: scripts[i]})
 	}
+	for _, network := range []string{backend.VDE, backend.TAP} {
+		t.Run(network, func(t *testing.T) {
+			switch network {
+			case backend.VDE:
+				testenv.NeedCommand(t, "vde_switch")
+			case backend.TAP:
+				testenv.NeedTAP(t)
+			}
+			t.Setenv("VMDRIVER_NETWORK_HOST_PORT", strconv.Itoa(freePort(t)))
+			runNetwork(ctx, t, driver.Config{
+				Machines:      machines,
+				VLANs:         []int{1, 2},
+				Network:       network,
+				GlobalTimeout: 10 * time.Minute,
+				OutputDir:     t.TempDir(),
+			})
+		})
+	}
+}
 
-	t.Setenv("VMDRIVER_NETWORK_HOST_PORT", strconv.Itoa(freePort(t)))
-
+// runNetwork runs network.py on a driver of cfg.
+func runNetwork(ctx context.Context, t *testing.T, cfg driver.Config) {
 	const file = "network.py"
 	src, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := report.New(report.Options{Out: testWriter{t}, JUnit: true})
-	d, err := driver.New(t.Context(), driver.Config{
-		Machines:      machines,
-		VLANs:         []int{1, 2},
-		GlobalTimeout: 10 * time.Minute,
-		OutputDir:     t.TempDir(),
-	}, driver.WithBackend(qemu.New()), driver.WithLogger(log))
+	d, err := driver.New(t.Context(), cfg, driver.WithBackend(qemu.New()), driver.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
 	if err := script.Run(ctx, script.Options{Driver: d, Filename: filepath.Join("examples", "network", file), Source: src, Stdout: testWriter{t}, Logger: log}); err != nil {
 		t.Fatalf("%s failed: %v", file, err)
+	}
+	if b := d.Bridges(); b != nil {
+		// The bridges' namespace, with every bridge and TAP device in
+		// it, goes with the run.
+		inode := b.Inode()
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if h := testenv.NetNSHolders(inode); len(h) != 0 {
+			t.Errorf("the run's network namespace net:[%d] is still held after Close: %v", inode, h)
+		}
 	}
 }
 

@@ -10,6 +10,8 @@ package testenv
 import (
 	"errors"
 	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/vmdriver/vmdriver/internal/hosttools"
@@ -66,4 +68,38 @@ func missing(t testing.TB, why string) {
 		t.Fatal(why)
 	}
 	t.Skip(why)
+}
+
+// NeedTAP skips (or fails, when Required) a test that makes TAP networks
+// when this host cannot: they need root and /dev/net/tun.
+func NeedTAP(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing(t, "TAP networks need root (a private network namespace, bridges and TAP devices)")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		missing(t, "TAP networks need /dev/net/tun: "+err.Error())
+	}
+}
+
+// NetNSHolders lists what keeps network namespace net:[inode] alive: the
+// processes inside it (/proc/PID/ns/net) and the descriptors open on it
+// (/proc/PID/fd/N). None means the kernel has removed it, with every
+// device in it.
+func NetNSHolders(inode uint64) []string {
+	want := "net:[" + strconv.FormatUint(inode, 10) + "]"
+	var who []string
+	pids, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range pids {
+		if l, _ := os.Readlink(p + "/ns/net"); l == want {
+			who = append(who, p+"/ns/net")
+		}
+		fds, _ := filepath.Glob(p + "/fd/*")
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fd); l == want {
+				who = append(who, fd)
+			}
+		}
+	}
+	return who
 }

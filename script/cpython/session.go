@@ -583,8 +583,8 @@ func (s *session) hello(src []byte, check bool, opts script.CheckOptions) map[st
 	}
 	outDir := ""
 	if s.e.d != nil {
-		for _, sw := range s.e.d.VLANs() {
-			vlans = append(vlans, map[string]any{"nr": sw.Nr(), "socket_dir": sw.SocketDir(), "pid": sw.PID()})
+		for _, v := range s.e.d.VLANs() {
+			vlans = append(vlans, map[string]any{"nr": v.Nr, "socket_dir": v.SocketDir, "pid": v.PID, "kind": v.Kind, "bridge": v.Bridge})
 		}
 		outDir = s.e.d.OutputDir()
 	}

@@ -499,10 +499,11 @@ class _Namespace:
 
 
 class VLan:
-    """A virtual LAN of the run: nr, socket_dir and pid."""
+    """A virtual LAN of the run: nr, socket_dir and pid (VDE switches), kind and bridge."""
 
     def __init__(self, d):
         self.nr, self.socket_dir, self.pid = d["nr"], d["socket_dir"], d["pid"]
+        self.kind, self.bridge = d.get("kind", "vde"), d.get("bridge", "")
 
     def __repr__(self):
         return "<VLan %d>" % self.nr
