@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -39,7 +40,8 @@ type Description struct {
 	// Hosts and Net are the guest's /etc/hosts lines and its interface
 	// table (for VLAN nodes), which the guest reads from QEMU's fw_cfg
 	// (opt/vmdriver/hosts, opt/vmdriver/net); a backend without fw_cfg
-	// hands them over its own way. Empty without VLANs.
+	// puts them on the command line (CmdlineWithNet). Empty without
+	// VLANs.
 	Hosts string `json:"hosts,omitempty"`
 	Net   string `json:"net,omitempty"`
 	// Dir is the directory the description was loaded from; relative
@@ -133,4 +135,51 @@ func (d *Description) Path(p string) string {
 		return p
 	}
 	return filepath.Join(d.Dir, p)
+}
+
+// maxCmdline is the kernel's command line limit on x86 (COMMAND_LINE_SIZE,
+// with its terminating NUL).
+const maxCmdline = 2047
+
+// CmdlineWithNet returns the kernel command line with the machine's
+// network table inline, for hypervisors without QEMU's fw_cfg
+// (Firecracker, cloud-hypervisor): "vmdriver.net=fw_cfg" becomes
+// "vmdriver.net=cmdline vmdriver.hosts=H vmdriver.nics=N", where H and N
+// are Hosts and Net with their lines joined by ';' and their blanks
+// turned into ',' (the guest's vmdriver-net turns them back). Without a
+// network table the command line is returned as it is. A table that
+// would push the line past the kernel's 2 KiB is an error.
+func (d *Description) CmdlineWithNet() (string, error) {
+	fields := strings.Fields(d.Cmdline)
+	i := slices.Index(fields, "vmdriver.net=fw_cfg")
+	if i < 0 || d.Hosts == "" {
+		return d.Cmdline, nil
+	}
+	pack := func(what, s string) (string, error) {
+		if strings.ContainsAny(s, ";,\"") {
+			return "", fmt.Errorf("machine %s: its %s contain ';', ',' or '\"', which the kernel command line cannot carry", d.Name, what)
+		}
+		lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+		for k, l := range lines {
+			lines[k] = strings.Join(strings.Fields(l), ",")
+		}
+		return strings.Join(lines, ";"), nil
+	}
+	hosts, err := pack("hosts", d.Hosts)
+	if err != nil {
+		return "", err
+	}
+	net := []string{"vmdriver.net=cmdline", "vmdriver.hosts=" + hosts}
+	if d.Net != "" {
+		nics, err := pack("interfaces", d.Net)
+		if err != nil {
+			return "", err
+		}
+		net = append(net, "vmdriver.nics="+nics)
+	}
+	line := strings.Join(slices.Concat(fields[:i], net, fields[i+1:]), " ")
+	if len(line) > maxCmdline-128 { // room for the backend's own parameters
+		return "", fmt.Errorf("machine %s: its network table (/etc/hosts and interfaces, %d bytes) does not fit the kernel command line (2 KiB) that this hypervisor must carry it on: use fewer or shorter machine names, or a QEMU backend (fw_cfg has no such limit)", d.Name, len(line)-len(d.Cmdline))
+	}
+	return line, nil
 }

@@ -51,3 +51,40 @@ func TestLoadDescription(t *testing.T) {
 		t.Errorf("missing description: %v", err)
 	}
 }
+
+func TestCmdlineWithNet(t *testing.T) {
+	base := backend.Description{Name: "a", Cmdline: "console=ttyS0 vmdriver.net=fw_cfg quiet",
+		Hosts: "127.0.0.1 localhost\n::1 localhost ip6-localhost\n192.168.1.1 a\n",
+		Net:   "eth1 52:54:00:12:01:01 192.168.1.1/24\n"}
+	for _, tt := range []struct {
+		name    string
+		edit    func(d *backend.Description)
+		want    string
+		wantErr string
+	}{
+		{"hosts and interfaces", nil,
+			"console=ttyS0 vmdriver.net=cmdline vmdriver.hosts=127.0.0.1,localhost;::1,localhost,ip6-localhost;192.168.1.1,a vmdriver.nics=eth1,52:54:00:12:01:01,192.168.1.1/24 quiet", ""},
+		{"hosts only", func(d *backend.Description) { d.Net = "" },
+			"console=ttyS0 vmdriver.net=cmdline vmdriver.hosts=127.0.0.1,localhost;::1,localhost,ip6-localhost;192.168.1.1,a quiet", ""},
+		{"no network", func(d *backend.Description) { d.Cmdline, d.Hosts, d.Net = "console=ttyS0 quiet", "", "" }, "console=ttyS0 quiet", ""},
+		{"a character the line cannot carry", func(d *backend.Description) { d.Hosts += "10.0.0.1 x;y\n" }, "", "cannot carry"},
+		{"too long", func(d *backend.Description) { d.Hosts += strings.Repeat("192.168.1.2 a-rather-long-machine-name\n", 60) }, "", "does not fit the kernel command line (2 KiB)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := base
+			if tt.edit != nil {
+				tt.edit(&d)
+			}
+			got, err := d.CmdlineWithNet()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("CmdlineWithNet = %q, %v; want an error with %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("CmdlineWithNet =\n %q, %v\nwant\n %q", got, err, tt.want)
+			}
+		})
+	}
+}

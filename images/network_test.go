@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/internal/testenv"
 )
 
@@ -228,22 +229,29 @@ func TestVMDriverNetScript(t *testing.T) {
 		hosts   *string
 		net     *string
 		macs    []string // eth0, eth1, ... as the kernel named them
-		rc      int
+		// onCmdline passes hosts and net on the kernel command line
+		// (backend.Description.CmdlineWithNet) instead of fw_cfg.
+		onCmdline bool
+		rc        int
 		stderr  string
 		// want is `ip -4 -o addr` reduced to "dev addr" pairs, and the MAC of each.
 		want []string
 	}{
-		{"in order", "vmdriver.net=fw_cfg", ptr(hosts), ptr(twoNICs), []string{"", "52:54:00:12:01:02", "52:54:00:12:02:02"}, 0, "",
+		{"in order", "vmdriver.net=fw_cfg", ptr(hosts), ptr(twoNICs), []string{"", "52:54:00:12:01:02", "52:54:00:12:02:02"}, false, 0, "",
 			[]string{"eth1 52:54:00:12:01:02 192.168.1.2/24", "eth2 52:54:00:12:02:02 192.168.2.2/24"}},
-		{"swapped by the kernel", "vmdriver.net=fw_cfg", ptr(hosts), ptr(twoNICs), []string{"", "52:54:00:12:02:02", "52:54:00:12:01:02"}, 0, "",
+		{"swapped by the kernel", "vmdriver.net=fw_cfg", ptr(hosts), ptr(twoNICs), []string{"", "52:54:00:12:02:02", "52:54:00:12:01:02"}, false, 0, "",
 			[]string{"eth1 52:54:00:12:01:02 192.168.1.2/24", "eth2 52:54:00:12:02:02 192.168.2.2/24"}},
-		{"eth0 has a vlan mac", "vmdriver.net=fw_cfg", ptr(hosts), ptr("eth1 52:54:00:12:34:56 192.168.52.86/24"), []string{"52:54:00:12:34:56", "52:54:00:12:34:56"}, 0, "",
+		{"eth0 has a vlan mac", "vmdriver.net=fw_cfg", ptr(hosts), ptr("eth1 52:54:00:12:34:56 192.168.52.86/24"), []string{"52:54:00:12:34:56", "52:54:00:12:34:56"}, false, 0, "",
 			[]string{"eth1 52:54:00:12:34:56 192.168.52.86/24"}},
-		{"hosts only", "vmdriver.net=fw_cfg", ptr(hosts), nil, []string{""}, 0, "", nil},
-		{"nothing passed", "quiet", nil, nil, []string{""}, 0, "", nil},
-		{"outbound, nothing else", "quiet vmdriver.outbound=1", nil, nil, []string{""}, 0, "", nil},
-		{"fw_cfg missing", "quiet vmdriver.net=fw_cfg", nil, nil, []string{""}, 1, "is the qemu_fw_cfg module loaded?", nil},
-		{"nic missing", "vmdriver.net=fw_cfg", ptr(hosts), ptr(twoNICs), []string{"", "52:54:00:12:01:02"}, 1, "no network interface has MAC 52:54:00:12:02:02",
+		{"hosts only", "vmdriver.net=fw_cfg", ptr(hosts), nil, []string{""}, false, 0, "", nil},
+		{"nothing passed", "quiet", nil, nil, []string{""}, false, 0, "", nil},
+		{"outbound, nothing else", "quiet vmdriver.outbound=1", nil, nil, []string{""}, false, 0, "", nil},
+		{"fw_cfg missing", "quiet vmdriver.net=fw_cfg", nil, nil, []string{""}, false, 1, "is the qemu_fw_cfg module loaded?", nil},
+		{"on the command line", "vmdriver.net=fw_cfg", ptr(hosts), ptr(twoNICs), []string{"", "52:54:00:12:01:02", "52:54:00:12:02:02"}, true, 0, "",
+			[]string{"eth1 52:54:00:12:01:02 192.168.1.2/24", "eth2 52:54:00:12:02:02 192.168.2.2/24"}},
+		{"on the command line, swapped by the kernel", "vmdriver.net=fw_cfg", ptr(hosts), ptr(twoNICs), []string{"", "52:54:00:12:02:02", "52:54:00:12:01:02"}, true, 0, "",
+			[]string{"eth1 52:54:00:12:01:02 192.168.1.2/24", "eth2 52:54:00:12:02:02 192.168.2.2/24"}},
+		{"nic missing", "vmdriver.net=fw_cfg", ptr(hosts), ptr(twoNICs), []string{"", "52:54:00:12:01:02"}, false, 1, "no network interface has MAC 52:54:00:12:02:02",
 			[]string{"eth1 52:54:00:12:01:02 192.168.1.2/24"}},
 	}
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
@@ -268,14 +276,24 @@ func TestVMDriverNetScript(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				write(filepath.Join(dir, "cmdline"), "console=ttyS0 "+tt.cmdline+"\n")
+				cmdline := "console=ttyS0 " + tt.cmdline
 				write(filepath.Join(dir, "hosts"), "old\n")
-				if tt.hosts != nil {
-					write(filepath.Join(fw, "hosts", "raw"), *tt.hosts)
+				switch {
+				case tt.onCmdline:
+					d := backend.Description{Name: "b", Cmdline: cmdline, Hosts: *tt.hosts, Net: *tt.net}
+					var err error
+					if cmdline, err = d.CmdlineWithNet(); err != nil {
+						t.Fatal(err)
+					}
+				default:
+					if tt.hosts != nil {
+						write(filepath.Join(fw, "hosts", "raw"), *tt.hosts)
+					}
+					if tt.net != nil {
+						write(filepath.Join(fw, "net", "raw"), *tt.net)
+					}
 				}
-				if tt.net != nil {
-					write(filepath.Join(fw, "net", "raw"), *tt.net)
-				}
+				write(filepath.Join(dir, "cmdline"), cmdline+"\n")
 				var setup strings.Builder
 				setup.WriteString("set -e\nmount -t sysfs sysfs /sys\n")
 				for i, mac := range tt.macs {

@@ -96,11 +96,15 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 	if err != nil {
 		return nil, err
 	}
+	cmdline, err := desc.CmdlineWithNet()
+	if err != nil {
+		return nil, err
+	}
 	taps, err := backend.CreateNamedTAPs(spec, desc, b.Name())
 	if err != nil {
 		return nil, err
 	}
-	cfg := b.vmConfig(spec, desc, disks, taps)
+	cfg := b.vmConfig(spec, desc, cmdline, disks, taps)
 	i, err := b.launch(ctx, spec, desc, disks, taps)
 	if err != nil {
 		return nil, err
@@ -134,10 +138,12 @@ func (b *Backend) overlays(ctx context.Context, dir string, desc *backend.Descri
 }
 
 // vmConfig is the body of vm.create (the spec's VmConfig) for desc.
-func (b *Backend) vmConfig(spec backend.Spec, desc *backend.Description, disks []string, taps *backend.NamedTAPs) map[string]any {
+// cmdline is the description's, with its network table inline
+// (cloud-hypervisor has no fw_cfg: Description.CmdlineWithNet).
+func (b *Backend) vmConfig(spec backend.Spec, desc *backend.Description, cmdline string, disks []string, taps *backend.NamedTAPs) map[string]any {
 	payload := map[string]any{
 		"kernel":  desc.Path(desc.Kernel),
-		"cmdline": desc.Cmdline + " console=ttyS0",
+		"cmdline": cmdline + " console=ttyS0",
 	}
 	if desc.Initrd != "" {
 		payload["initramfs"] = desc.Path(desc.Initrd)

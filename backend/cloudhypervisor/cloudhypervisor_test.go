@@ -218,12 +218,24 @@ func TestUnsupported(t *testing.T) {
 }
 
 func TestTAP(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t, func(d *backend.Description) {
+		d.Cmdline += " vmdriver.net=fw_cfg"
+		d.Hosts, d.Net = "127.0.0.1 localhost\n192.168.1.1 m\n", "eth1 52:54:00:12:01:01 192.168.1.1/24\n"
+	})
 	ctx := testCtx(t)
 	spec, _ := f.spec(t)
 	inst, err := f.b.Start(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// No fw_cfg: the network table travels on the kernel command line.
+	sh, err := inst.Shell(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := sh.Run(ctx, "cat /proc/cmdline", backdoorOpts())
+	if err != nil || !strings.Contains(string(res.Output), "quiet vmdriver.net=cmdline vmdriver.hosts=127.0.0.1,localhost;192.168.1.1,m vmdriver.nics=eth1,52:54:00:12:01:01,192.168.1.1/24 console=ttyS0") {
+		t.Errorf("kernel command line %q (%v) lacks the network table", res.Output, err)
 	}
 	// Only the VLAN NIC gets a device (no user-mode network here), and
 	// the VMM is started inside the TAP networks' namespace.

@@ -367,6 +367,10 @@ func (v *vmm) serveConsole(l net.Listener, restored bool) {
 		return
 	}
 	h := func(ctx context.Context, req backdoor.GuestRequest) backdoor.GuestReply {
+		if req.Command == "cat /proc/cmdline" {
+			payload, _ := v.cfg["payload"].(map[string]any)
+			return backdoor.GuestReply{Output: []byte(fmt.Sprint(payload["cmdline"]) + "\n")}
+		}
 		return backdoor.GuestReply{Output: []byte("ran: " + req.Command + "\n")}
 	}
 	if v.mode == "die-after-boot" || v.mode == "silent" {

@@ -89,19 +89,33 @@ func (b *Backend) launch(ctx context.Context, spec backend.Spec, desc *backend.D
 	if console == nil {
 		console = io.Discard
 	}
-	stdout, err := cmd.StdoutPipe()
+	// Pipes of our own rather than cmd.StdoutPipe: proc.Start waits for
+	// the process at once, and Wait closes StdoutPipe's read end when
+	// the process exits, losing what was not yet read (a dying VMM's last
+	// words). Ours end only at EOF.
+	stdout, stdoutW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	stderr, err := cmd.StderrPipe()
+	stderr, stderrW, err := os.Pipe()
 	if err != nil {
+		stdout.Close()
+		stdoutW.Close()
 		return nil, err
 	}
+	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
 	var p *proc.Process
 	err = taps.Start(func() (err error) {
 		p, err = proc.Start(cmd)
 		return err
 	})
+	// The child has its copies of the write ends.
+	stdoutW.Close()
+	stderrW.Close()
+	if err != nil {
+		stdout.Close()
+		stderr.Close()
+	}
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("starting %s: %w (cloud-hypervisor is not a Debian package: install it yourself, or give its path with cloudhypervisor.WithBinary)", bin, hosttools.ErrMissing)
@@ -110,8 +124,8 @@ func (b *Backend) launch(ctx context.Context, spec backend.Spec, desc *backend.D
 	}
 	i.proc = p
 	i.copyDone.Add(2)
-	go func() { defer i.copyDone.Done(); io.Copy(forgiving{console}, stdout) }()
-	go func() { defer i.copyDone.Done(); io.Copy(i.stderr, stderr) }()
+	go func() { defer i.copyDone.Done(); defer stdout.Close(); io.Copy(forgiving{console}, stdout) }()
+	go func() { defer i.copyDone.Done(); defer stderr.Close(); io.Copy(i.stderr, stderr) }()
 	go func() {
 		<-p.Exited()
 		close(i.done)

@@ -205,7 +205,11 @@ func (b *Backend) restoreSource(ctx context.Context, spec backend.Spec, desc *ba
 	if cfg == nil {
 		return "", fmt.Errorf("%w: no config.json in %s", backend.ErrSnapshotMismatch, state)
 	}
-	fresh := b.vmConfig(spec, desc, disks, taps)
+	cmdline, err := desc.CmdlineWithNet()
+	if err != nil {
+		return "", err
+	}
+	fresh := b.vmConfig(spec, desc, cmdline, disks, taps)
 	for _, key := range []string{"disks", "net", "console", "serial"} {
 		if v, ok := fresh[key]; ok {
 			cfg[key] = v

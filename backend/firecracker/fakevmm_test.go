@@ -50,6 +50,7 @@ type fakeVMM struct {
 
 	mu         sync.Mutex
 	boot       bool // boot source configured
+	bootArgs   string
 	machine    *machineConfig
 	drives     map[string]string
 	nics       map[string]string
@@ -189,6 +190,7 @@ func (v *fakeVMM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		v.boot = true
+		v.bootArgs = str("boot_args")
 	case "PUT /machine-config":
 		if !preBoot() {
 			return
@@ -393,6 +395,10 @@ func (v *fakeVMM) guestCommand(ctx context.Context, req backdoor.GuestRequest) b
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		return backdoor.GuestReply{Output: []byte(v.memory + "\n")}
+	case cmd == "cat /proc/cmdline":
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return backdoor.GuestReply{Output: []byte(v.bootArgs + "\n")}
 	case cmd == "nics":
 		v.mu.Lock()
 		defer v.mu.Unlock()

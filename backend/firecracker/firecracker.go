@@ -158,6 +158,10 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 	if err != nil {
 		return nil, err
 	}
+	args, err := bootArgs(desc)
+	if err != nil {
+		return nil, err
+	}
 	disks, err := copyDisks(ctx, desc, spec.StateDir)
 	if err != nil {
 		return nil, err
@@ -170,7 +174,7 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 	if err != nil {
 		return nil, err
 	}
-	if err := i.configure(ctx, desc, disks, taps.List()); err != nil {
+	if err := i.configure(ctx, desc, args, disks, taps.List()); err != nil {
 		i.Close()
 		return nil, err
 	}
@@ -200,10 +204,15 @@ func copyDisks(ctx context.Context, desc *backend.Description, dir string) ([]st
 	return out, nil
 }
 
-// bootArgs is the description's command line with what Firecracker's
+// bootArgs is the description's command line, with the machine's
+// network table inline (Firecracker has no fw_cfg), and what Firecracker's
 // guest needs.
-func bootArgs(desc *backend.Description) string {
-	return strings.TrimSpace(desc.Cmdline + " " + consoleArgs)
+func bootArgs(desc *backend.Description) (string, error) {
+	line, err := desc.CmdlineWithNet()
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(line + " " + consoleArgs), nil
 }
 
 // put is one configuration request.
@@ -214,9 +223,9 @@ type put struct {
 
 // configure sends the machine's configuration and starts it. disks are
 // the drives' paths as Firecracker opens them.
-func (i *Instance) configure(ctx context.Context, desc *backend.Description, disks []string, taps []backend.NamedTAP) error {
+func (i *Instance) configure(ctx context.Context, desc *backend.Description, args string, disks []string, taps []backend.NamedTAP) error {
 	calls := []put{
-		{"/boot-source", bootSource{KernelImagePath: desc.Path(desc.Kernel), InitrdPath: desc.Path(desc.Initrd), BootArgs: bootArgs(desc)}},
+		{"/boot-source", bootSource{KernelImagePath: desc.Path(desc.Kernel), InitrdPath: desc.Path(desc.Initrd), BootArgs: args}},
 		{"/machine-config", machineConfig{VCPUCount: desc.CPUs, MemSizeMiB: desc.MemoryMiB}},
 	}
 	for n, d := range disks {

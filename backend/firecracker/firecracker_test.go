@@ -143,7 +143,7 @@ func TestBootShellPowerDown(t *testing.T) {
 		t.Errorf("the disk copy differs from the image (%v)", err)
 	}
 	// Configuration after InstanceStart is refused by the VMM.
-	err = inst.configure(testCtx(t), &backend.Description{Kernel: "/k", CPUs: 1, MemoryMiB: 64}, nil, nil)
+	err = inst.configure(testCtx(t), &backend.Description{Kernel: "/k", CPUs: 1, MemoryMiB: 64}, "", nil, nil)
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) || !strings.Contains(apiErr.Fault, "after starting") {
 		t.Errorf("configuring a started VM = %v, want the VMM's refusal", err)
@@ -260,6 +260,8 @@ func TestUnsupported(t *testing.T) {
 func TestTAP(t *testing.T) {
 	nics := func(d *backend.Description) {
 		d.NICs = []backend.NICDescription{{VLAN: 0, MAC: "52:54:00:12:34:56"}, {VLAN: 2, MAC: "52:54:00:12:02:01"}}
+		d.Cmdline += " vmdriver.net=fw_cfg"
+		d.Hosts, d.Net = "127.0.0.1 localhost\n192.168.2.1 m\n", "eth1 52:54:00:12:02:01 192.168.2.1/24\n"
 	}
 	f := newFixture(t, "m", nics)
 	nets := &faketap.Networks{}
@@ -275,6 +277,10 @@ func TestTAP(t *testing.T) {
 	sh, err := inst.Shell(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// No fw_cfg: the network table travels on the kernel command line.
+	if got := run(t, sh, "cat /proc/cmdline"); !strings.Contains(got, " vmdriver.net=cmdline vmdriver.hosts=127.0.0.1,localhost;192.168.2.1,m vmdriver.nics=eth1,52:54:00:12:02:01,192.168.2.1/24") {
+		t.Errorf("boot args %q lack the network table", got)
 	}
 	if got := run(t, sh, "nics"); got != "map[eth1:tap-m-2]" {
 		t.Errorf("VMM's NICs = %q, want eth1 on tap-m-2", got)
