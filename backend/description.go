@@ -37,6 +37,12 @@ type Description struct {
 	// Shared says the guest mounts the host's shared directory
 	// (Spec.SharedDir) at /tmp/shared when the backend can share one.
 	Shared bool `json:"shared,omitempty"`
+	// Shells lists where the guest offers the driver its root shell:
+	// ShellVirtioConsole (hvc0: QEMU, cloud-hypervisor) and ShellVsock
+	// (vsock port 1025 when the command line has vmdriver.backdoor=vsock:
+	// Firecracker). Empty when not recorded (a description from an older
+	// vmdriver): backends then just try.
+	Shells []string `json:"shells,omitempty"`
 	// Hosts and Net are the guest's /etc/hosts lines and its interface
 	// table (for VLAN nodes), which the guest reads from QEMU's fw_cfg
 	// (opt/vmdriver/hosts, opt/vmdriver/net); a backend without fw_cfg
@@ -135,6 +141,18 @@ func (d *Description) Path(p string) string {
 		return p
 	}
 	return filepath.Join(d.Dir, p)
+}
+
+// Where a guest offers its root shell (Description.Shells).
+const (
+	ShellVirtioConsole = "virtio-console"
+	ShellVsock         = "vsock"
+)
+
+// OffersShell reports whether the guest offers its shell on kind, or
+// whether that is unknown (no Shells recorded).
+func (d *Description) OffersShell(kind string) bool {
+	return len(d.Shells) == 0 || slices.Contains(d.Shells, kind)
 }
 
 // maxCmdline is the kernel's command line limit on x86 (COMMAND_LINE_SIZE,

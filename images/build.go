@@ -75,6 +75,8 @@ const (
 var systemdInclude = []string{
 	"systemd", "systemd-sysv", "udev", "kmod", "dbus", "bash", "coreutils",
 	"iproute2", "procps", "netcat-openbsd", "iputils-ping",
+	// The backdoor on vsock for Firecracker (guest/backdoor-vsock).
+	"socat",
 	// Resolves the machine's own name (set from the kernel command line).
 	"libnss-myhostname",
 }
@@ -110,7 +112,10 @@ type plan struct {
 	// displayMods are loaded by the minimal guest's init after the
 	// backdoor started (see displayModules).
 	displayMods []string
-	rootfsMods  []string
+	// vsockMods are loaded by the systemd guest's initramfs for a vsock
+	// backdoor (see vsockModules).
+	vsockMods  []string
+	rootfsMods []string
 }
 
 func (p *plan) hash() string {
@@ -120,7 +125,7 @@ func (p *plan) hash() string {
 		fmt.Fprintf(h, "pkg %s=%s\n", pk.Package, pk.Version)
 	}
 	fmt.Fprintf(h, "mirror %s %s %v\n", p.mirror.URI, p.suite, p.mirror.Components)
-	fmt.Fprintf(h, "initrd modules %v\ndisplay modules %v\nrootfs modules %v\n", p.initrdMods, p.displayMods, p.rootfsMods)
+	fmt.Fprintf(h, "initrd modules %v\ndisplay modules %v\nvsock modules %v\nrootfs modules %v\n", p.initrdMods, p.displayMods, p.vsockMods, p.rootfsMods)
 	fmt.Fprintf(h, "params %s %s mem %d %d %d root size >= %dG\n", minimalParams, systemdParams, minimalMemMiB, systemdMemMiB, desktopMemMiB, minRootImgGiB)
 	if p.kind.rootfs() {
 		fmt.Fprintf(h, "rootfs config %q %q %q %v\n", systemdMasked, systemdMaskedGenerators, systemdEnabled, rootFiles)
@@ -235,6 +240,7 @@ func (b *builder) plan(ctx context.Context, kind Kind, extra []string) (*plan, e
 			p.include = append(p.include, infos[n])
 		}
 		p.initrdMods = append(p.initrdMods, rootModules...)
+		p.vsockMods = slices.Clone(vsockModules)
 		p.rootfsMods = append(slices.Clone(p.initrdMods), systemdExtraModules...)
 		if kind == Desktop {
 			p.rootfsMods = append(p.rootfsMods, desktopModules...)
@@ -307,13 +313,19 @@ func (b *builder) build(ctx context.Context, p *plan, dir string) (err error) {
 	if err != nil {
 		return err
 	}
-	in := initrdInputs{busyboxRoot: bbRoot, bashRoot: bashRoot, kernel: k, modules: initrdMods, displayModules: displayMods}
+	vsockMods, err := resolveModules(k.deps, k.builtin, p.vsockMods)
+	if err != nil {
+		return err
+	}
+	// Only what the initramfs has not loaded already.
+	vsockMods = slices.DeleteFunc(vsockMods, func(m string) bool { return slices.Contains(initrdMods, m) })
+	in := initrdInputs{busyboxRoot: bbRoot, bashRoot: bashRoot, kernel: k, modules: initrdMods, displayModules: displayMods, vsockModules: vsockMods}
 	if err := buildInitrd(ctx, in, filepath.Join(out, initrdFile)); err != nil {
 		return err
 	}
-	b.logf("images: kernel %s, vmlinux and initramfs (%d modules) in %.1fs", k.version, len(initrdMods)+len(displayMods), time.Since(step).Seconds())
+	b.logf("images: kernel %s, vmlinux and initramfs (%d modules) in %.1fs", k.version, len(initrdMods)+len(displayMods)+len(vsockMods), time.Since(step).Seconds())
 
-	m := manifest{Kind: p.kind, Builder: builderVersion, Kernel: k.version, Modules: append(initrdMods, displayMods...),
+	m := manifest{Kind: p.kind, Builder: builderVersion, Kernel: k.version, Modules: slices.Concat(initrdMods, displayMods, vsockMods),
 		Packages: map[string]string{}, Extra: p.extra}
 	for _, pk := range append([]pkgInfo{p.kernelPkg, p.busybox, p.bash}, p.include...) {
 		m.Packages[pk.Package] = pk.Version

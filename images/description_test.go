@@ -39,6 +39,16 @@ func TestMachineDescription(t *testing.T) {
 	if d.Kernel != img.kernel || d.Initrd != img.initrd || d.MemoryMiB != 512 || len(d.Disks) != 1 || d.Disks[0].Path != img.disk || d.Hosts == "" || d.Net == "" {
 		t.Errorf("description %+v", d)
 	}
+	// The systemd guest listens on vsock too (Firecracker); the minimal
+	// one only on the virtio console.
+	if !slices.Equal(d.Shells, []string{backend.ShellVirtioConsole, backend.ShellVsock}) {
+		t.Errorf("systemd guest's shells %v", d.Shells)
+	}
+	minimal := *img
+	minimal.kind = Minimal
+	if m := machineDescription(&minimal, nodes, nodes[1], scriptOptions{}); !slices.Equal(m.Shells, []string{backend.ShellVirtioConsole}) {
+		t.Errorf("minimal guest's shells %v", m.Shells)
+	}
 	// It is what LoadDescription reads back.
 	data, _ := json.Marshal(d)
 	p := filepath.Join(t.TempDir(), "b.machine.json")

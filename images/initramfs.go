@@ -32,6 +32,8 @@ type initrdInputs struct {
 	modules     []string // module paths (relative to the modules dir) in load order
 	// displayModules are loaded after the backdoor started, in order.
 	displayModules []string
+	// vsockModules are loaded before switch_root for a vsock backdoor.
+	vsockModules []string
 }
 
 // buildInitrd writes the uncompressed newc initramfs to out. Uncompressed
@@ -81,7 +83,7 @@ func buildInitrd(ctx context.Context, in initrdInputs, out string) error {
 	t.File("etc/group", 0o644, []byte("root:x:0:\ntty:x:5:\n"))
 	t.File("etc/hosts", 0o644, []byte("127.0.0.1 localhost\n::1 localhost\n"))
 
-	for list, mods := range map[string][]string{"modules": in.modules, "display-modules": in.displayModules} {
+	for list, mods := range map[string][]string{"modules": in.modules, "display-modules": in.displayModules, "vsock-modules": in.vsockModules} {
 		var paths bytes.Buffer
 		for _, m := range mods {
 			data, err := readModule(ctx, filepath.Join(in.kernel.modDir, m))

@@ -37,6 +37,10 @@ var (
 	// the ACPI power button and evdev let QMP system_powerdown reach
 	// logind, and systemd loads autofs4 itself at start.
 	systemdExtraModules = []string{"button", "evdev", "autofs4"}
+	// vsockModules give the systemd guest its vsock device, loaded by the
+	// initramfs only for boots with vmdriver.backdoor=vsock (Firecracker,
+	// whose guests get their shell over vsock, guest/backdoor-vsock).
+	vsockModules = []string{"vmw_vsock_virtio_transport"}
 )
 
 // kernelTree is an unpacked kernel package.

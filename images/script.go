@@ -180,7 +180,12 @@ func machineDescription(img *image, nodes []Node, self Node, o scriptOptions) ba
 	d := backend.Description{
 		Name: self.Name, Kernel: img.kernel, Initrd: img.initrd,
 		MemoryMiB: img.memMiB, CPUs: 1, Shared: true,
-		NICs: []backend.NICDescription{{VLAN: 0, MAC: qemuUserMAC}},
+		NICs:   []backend.NICDescription{{VLAN: 0, MAC: qemuUserMAC}},
+		Shells: []string{backend.ShellVirtioConsole},
+	}
+	if img.kind.rootfs() {
+		// guest/backdoor-vsock, for Firecracker.
+		d.Shells = append(d.Shells, backend.ShellVsock)
 	}
 	if img.disk != "" {
 		d.Disks = []backend.DiskDescription{{Path: img.disk, Format: "raw"}}

@@ -51,9 +51,14 @@ type rootFile struct {
 // system (and the desktop guest's).
 var rootFiles = []rootFile{
 	{"usr/local/bin/vmdriver-backdoor", "backdoor", 0o755},
+	{"usr/local/bin/vmdriver-backdoor-vsock", "backdoor-vsock", 0o755},
+	// The backdoors are vendor units (below /etc and /run in systemd's
+	// search path), so the initramfs can mask one for a boot with a
+	// runtime unit in /run/systemd/system.
+	{"usr/local/lib/systemd/system/backdoor-vsock.service", "systemd/backdoor-vsock.service", 0o644},
 	{"usr/local/sbin/vmdriver-net", "vmdriver-net", 0o755},
 	{"etc/systemd/system/vmdriver-net.service", "systemd/vmdriver-net.service", 0o644},
-	{"etc/systemd/system/backdoor.service", "systemd/backdoor.service", 0o644},
+	{"usr/local/lib/systemd/system/backdoor.service", "systemd/backdoor.service", 0o644},
 	{"etc/systemd/journald.conf.d/vmdriver.conf", "systemd/journald.conf", 0o644},
 	{"etc/systemd/system.conf.d/vmdriver.conf", "systemd/system.conf", 0o644},
 	{"etc/systemd/network/70-vmdriver-eth0-outbound.network", "systemd/eth0-outbound.network", 0o644},

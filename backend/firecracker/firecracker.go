@@ -80,9 +80,10 @@ const guestCID = 3
 const binaryName = "firecracker"
 
 // consoleArgs are appended to the description's kernel command line:
-// the serial console Firecracker offers, and no reboot (Firecracker
-// cannot reboot a guest: a reboot ends the process).
-const consoleArgs = "console=ttyS0 reboot=k panic=1"
+// the serial console Firecracker offers, no reboot (Firecracker cannot
+// reboot a guest: a reboot ends the process), and the backdoor shell on
+// vsock (the project's systemd guests listen there with it).
+const consoleArgs = "console=ttyS0 reboot=k panic=1 vmdriver.backdoor=vsock"
 
 // ErrNoFirecracker is wrapped by the error for a missing firecracker
 // binary.
@@ -157,6 +158,9 @@ func (b *Backend) Start(ctx context.Context, spec backend.Spec) (backend.Instanc
 	desc, err := backend.LoadDescription(backend.DescriptionPath(spec.StartScript))
 	if err != nil {
 		return nil, err
+	}
+	if !desc.OffersShell(backend.ShellVsock) {
+		return nil, unsupported(fmt.Sprintf("machine %s's image serves its shell on the virtio console only (%s), which Firecracker does not have; build it with `vmdriver image build --kind systemd`, whose guests also listen on vsock", spec.Name, strings.Join(desc.Shells, ", ")))
 	}
 	args, err := bootArgs(desc)
 	if err != nil {

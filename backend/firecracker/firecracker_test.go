@@ -248,6 +248,8 @@ func TestUnsupported(t *testing.T) {
 	for name, edit := range map[string]func(*backend.Description){
 		"qcow2": func(d *backend.Description) { d.Disks[0].Format = "qcow2" },
 		"vlan":  func(d *backend.Description) { d.NICs = []backend.NICDescription{{VLAN: 1, MAC: "52:54:00:12:01:01"}} },
+		// A minimal guest: its shell is on the virtio console only.
+		"no vsock shell": func(d *backend.Description) { d.Shells = []string{backend.ShellVirtioConsole} },
 	} {
 		f := newFixture(t, "m", edit)
 		_, err := newBackend(t).Start(testCtx(t), f.spec("m"))
@@ -281,6 +283,9 @@ func TestTAP(t *testing.T) {
 	// No fw_cfg: the network table travels on the kernel command line.
 	if got := run(t, sh, "cat /proc/cmdline"); !strings.Contains(got, " vmdriver.net=cmdline vmdriver.hosts=127.0.0.1,localhost;192.168.2.1,m vmdriver.nics=eth1,52:54:00:12:02:01,192.168.2.1/24") {
 		t.Errorf("boot args %q lack the network table", got)
+	}
+	if got := run(t, sh, "cat /proc/cmdline"); !strings.HasSuffix(got, " vmdriver.backdoor=vsock") {
+		t.Errorf("boot args %q do not ask the guest for its shell on vsock", got)
 	}
 	if got := run(t, sh, "nics"); got != "map[eth1:tap-m-2]" {
 		t.Errorf("VMM's NICs = %q, want eth1 on tap-m-2", got)
