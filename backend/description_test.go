@@ -68,7 +68,9 @@ func TestCmdlineWithNet(t *testing.T) {
 			"console=ttyS0 vmdriver.net=cmdline vmdriver.hosts=127.0.0.1,localhost;::1,localhost,ip6-localhost;192.168.1.1,a quiet", ""},
 		{"no network", func(d *backend.Description) { d.Cmdline, d.Hosts, d.Net = "console=ttyS0 quiet", "", "" }, "console=ttyS0 quiet", ""},
 		{"a character the line cannot carry", func(d *backend.Description) { d.Hosts += "10.0.0.1 x;y\n" }, "", "cannot carry"},
-		{"too long", func(d *backend.Description) { d.Hosts += strings.Repeat("192.168.1.2 a-rather-long-machine-name\n", 60) }, "", "does not fit the kernel command line (2 KiB)"},
+		{"too long", func(d *backend.Description) {
+			d.Hosts += strings.Repeat("192.168.1.2 a-rather-long-machine-name\n", 60)
+		}, "", "does not fit the kernel command line (2 KiB)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			d := base

@@ -233,7 +233,7 @@ func TestVMDriverNetScript(t *testing.T) {
 		// (backend.Description.CmdlineWithNet) instead of fw_cfg.
 		onCmdline bool
 		rc        int
-		stderr  string
+		stderr    string
 		// want is `ip -4 -o addr` reduced to "dev addr" pairs, and the MAC of each.
 		want []string
 	}{
