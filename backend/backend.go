@@ -260,6 +260,15 @@ type LinkController interface {
 	SetLink(ctx context.Context, name string, up bool) error
 }
 
+// DirSharer is implemented by backends whose guests may not see
+// Spec.SharedDir (Firecracker has no file system device, cloud-hypervisor
+// would need virtiofsd). SharesDir reports whether their guests see it at
+// /tmp/shared; a backend without the method shares it. Without it, file
+// copies go through the shell.
+type DirSharer interface {
+	SharesDir() bool
+}
+
 // PortForwarder is implemented by instances with a user-mode network.
 type PortForwarder interface {
 	// ForwardPort makes TCP connections to hostPort on the host reach

@@ -29,6 +29,9 @@ type execParams struct {
 	hostTimeout  time.Duration // 0: derived from guestTimeout
 	noStatus     bool
 	noOutput     bool
+	// raw keeps the output's bytes as they are (binary data) instead of
+	// making it valid UTF-8 for scripts.
+	raw bool
 }
 
 // exec runs cmd in the guest: the before-command hook, an implicit start
@@ -72,6 +75,9 @@ func (m *Machine) exec(ctx context.Context, cmd string, p execParams) (ExecResul
 	}
 	if p.noStatus && isDone(sh.Done()) {
 		m.markDisconnected(sh)
+	}
+	if p.raw {
+		return ExecResult{Status: res.Status, Output: string(res.Output)}, nil
 	}
 	return ExecResult{Status: res.Status, Output: strings.ToValidUTF8(string(res.Output), "\uFFFD")}, nil
 }

@@ -61,6 +61,7 @@ var (
 	_ backend.Backend   = (*Backend)(nil)
 	_ backend.Restorer  = (*Backend)(nil)
 	_ backend.VLANKinds = (*Backend)(nil)
+	_ backend.DirSharer = (*Backend)(nil)
 )
 
 // New returns a cloud-hypervisor backend.
@@ -74,6 +75,11 @@ func New(opts ...Option) *Backend {
 
 // VLANKinds says that cloud-hypervisor's VLAN NICs are TAP devices only.
 func (b *Backend) VLANKinds() []string { return []string{backend.TAP} }
+
+// SharesDir is false: a shared directory would need virtiofsd, which
+// this backend does not run, so the machine copies files through the
+// shell.
+func (b *Backend) SharesDir() bool { return false }
 
 // Name returns "cloud-hypervisor".
 func (b *Backend) Name() string { return "cloud-hypervisor" }

@@ -124,10 +124,15 @@ var (
 	_ backend.Backend   = (*Backend)(nil)
 	_ backend.Restorer  = (*Backend)(nil)
 	_ backend.VLANKinds = (*Backend)(nil)
+	_ backend.DirSharer = (*Backend)(nil)
 )
 
 // VLANKinds says that Firecracker's VLAN NICs are TAP devices only.
 func (b *Backend) VLANKinds() []string { return []string{backend.TAP} }
+
+// SharesDir is false: Firecracker has no file system device, so the
+// machine copies files through the shell.
+func (b *Backend) SharesDir() bool { return false }
 
 // Name returns "firecracker".
 func (b *Backend) Name() string { return "firecracker" }

@@ -119,6 +119,24 @@ func Upload(data []byte, path string, appendTo bool) string {
 	return "printf %s " + Quote(base64.StdEncoding.EncodeToString(data)) + " | base64 -d" + redirect + Quote(path)
 }
 
+// PackTree writes a tar archive of parent/name (a file or a directory
+// tree) to stdout, its entries under ./name, for copies from guests
+// without a shared directory.
+func PackTree(parent, name string) string {
+	return "tar -cf - -C " + Quote(parent) + " " + Quote("./"+name)
+}
+
+// UnpackTree unpacks the tar archive at archive, whose entries are under
+// ./name, to dst as `cp -r` would copy name there, and removes the
+// archive, whatever happens.
+func UnpackTree(archive, name, dst string) string {
+	return "d=$(mktemp -d) && if tar -xf " + Quote(archive) + " -C \"$d\" && cp -r -- \"$d\"/" + Quote(name) + " " + Quote(dst) +
+		"; then rc=0; else rc=$?; fi; rm -rf -- \"$d\" " + Quote(archive) + "; exit $rc"
+}
+
+// TempPath prints a fresh temporary file's path (made empty).
+func TempPath() string { return "mktemp" }
+
 // PowerOff powers the guest off cleanly.
 func PowerOff() string { return "poweroff" }
 
