@@ -208,6 +208,13 @@ type KeySender interface {
 	SendKey(ctx context.Context, key string) error
 }
 
+// CtrlAltDeleter is implemented by instances that cannot send keys but
+// can press ctrl-alt-delete on the guest (Firecracker's SendCtrlAltDel),
+// which is how a machine reboots.
+type CtrlAltDeleter interface {
+	CtrlAltDelete(ctx context.Context) error
+}
+
 // RawCommander is implemented by instances whose control plane accepts
 // raw commands (for QEMU, QMP commands with JSON arguments).
 type RawCommander interface {

@@ -109,11 +109,13 @@ func (m *Machine) Screenshot(ctx context.Context, name string) (string, error) {
 		if err := m.beforeCommand(ctx); err != nil {
 			return err
 		}
+		// A backend without screenshots has no display device at all
+		// (Firecracker, cloud-hypervisor): the guest's X server it is.
 		s, inst, err := capability[backend.Screenshotter](ctx, m, "screenshot")
-		if err != nil {
+		if err != nil && !errors.Is(err, backend.ErrUnsupported) {
 			return err
 		}
-		if known, has := m.display(inst); !known || has {
+		if known, has := m.display(inst); s != nil && (!known || has) {
 			err := s.Screenshot(ctx, path)
 			if !errors.Is(err, backend.ErrNoDisplay) {
 				if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/backend/mock"
+	"github.com/vmdriver/vmdriver/internal/guestcmd"
 	"github.com/vmdriver/vmdriver/machine"
 )
 
@@ -152,8 +153,6 @@ func TestUnsupportedCapabilities(t *testing.T) {
 	e := newEnvWith(t, nil, []mock.Option{mock.WithBareInstances()})
 	ctx := testCtx(t)
 	calls := map[string]func() error{
-		"screenshot": func() error { _, err := e.m.Screenshot(ctx, "x"); return err },
-		"send key":   func() error { return e.m.SendKey(ctx, "a") },
 		"monitor":    func() error { _, err := e.m.SendMonitorCommand(ctx, "info"); return err },
 		"control":    func() error { _, err := e.m.ControlCommand(ctx, "query-status", nil); return err },
 		"event": func() error {
@@ -175,6 +174,25 @@ func TestUnsupportedCapabilities(t *testing.T) {
 	// Commands still work: the shell is not optional.
 	_, err := e.m.Succeed(ctx, "true")
 	must(t, err)
+}
+
+// TestNoDisplayBackend: a backend without screenshots (Firecracker,
+// cloud-hypervisor) has no display device, so screenshots and keys go to
+// the guest's X server, as on a QEMU machine built with --no-vga.
+func TestNoDisplayBackend(t *testing.T) {
+	e := newEnvWith(t, func(g *mock.Guest) {
+		g.Answer(guestcmd.ScreenDump(), mock.Reply{Status: 1})
+		g.Answer(guestcmd.XType("a", 0), mock.Reply{})
+	}, []mock.Option{mock.WithBareInstances()})
+	ctx := testCtx(t)
+	_, err := e.m.Screenshot(ctx, "x")
+	wantErrContains(t, err, "the machine has no display device", "xwd")
+	if err := e.m.SendKey(ctx, "a"); err != nil {
+		t.Fatalf("SendKey = %v, want xdotool in the guest", err)
+	}
+	if cmds := e.guest().Commands(); !slices.Contains(cmds, guestcmd.ScreenDump()) || !slices.Contains(cmds, guestcmd.XType("a", 0)) {
+		t.Errorf("guest commands %q lack the X screen dump and xdotool", cmds)
+	}
 }
 
 func TestCapabilityOnExitedMachine(t *testing.T) {

@@ -103,11 +103,12 @@ func (m *Machine) Screen(ctx context.Context) (image.Image, error) {
 	if err := m.beforeCommand(ctx); err != nil {
 		return nil, err
 	}
+	// A backend without screenshots has no display device at all.
 	s, inst, err := capability[backend.Screenshotter](ctx, m, "screenshot")
-	if err != nil {
+	if err != nil && !errors.Is(err, backend.ErrUnsupported) {
 		return nil, err
 	}
-	if known, has := m.display(inst); !known || has {
+	if known, has := m.display(inst); s != nil && (!known || has) {
 		img, err := m.hypervisorScreen(ctx, s)
 		if !errors.Is(err, backend.ErrNoDisplay) {
 			m.setDisplay(inst, err == nil || known)
@@ -125,7 +126,10 @@ func (m *Machine) Screen(ctx context.Context) (image.Image, error) {
 func (m *Machine) hasDisplay(ctx context.Context) (bool, error) {
 	s, inst, err := capability[backend.Screenshotter](ctx, m, "screenshot")
 	if errors.Is(err, backend.ErrUnsupported) {
-		return true, nil // keys go through the hypervisor, or fail saying so
+		// No display device at all (Firecracker, cloud-hypervisor): keys
+		// go to the guest's X server, unless the backend sends them.
+		_, keys := m.Instance().(backend.KeySender)
+		return keys, nil
 	}
 	if err != nil {
 		return false, err

@@ -2,6 +2,7 @@ package machine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -125,7 +126,7 @@ func (m *Machine) Reboot(ctx context.Context) error {
 			sh.ExpectRestart()
 		}
 	}
-	if err := m.SendKey(ctx, "ctrl-alt-delete", Delay(0)); err != nil {
+	if err := m.ctrlAltDelete(ctx); err != nil {
 		return err
 	}
 	inst := m.Instance()
@@ -140,6 +141,36 @@ func (m *Machine) Reboot(ctx context.Context) error {
 		m.shell, m.connected = nil, false
 	}
 	m.mu.Unlock()
+	return nil
+}
+
+// ctrlAltDelete presses ctrl-alt-delete on the machine's own keyboard:
+// the hypervisor's (backend.KeySender), or Firecracker's single key
+// action (backend.CtrlAltDeleter); never through the guest's X server,
+// which would not reboot anything.
+func (m *Machine) ctrlAltDelete(ctx context.Context) error {
+	if err := m.beforeCommand(ctx); err != nil {
+		return err
+	}
+	m.Log(`sending key "ctrl-alt-delete"`)
+	const key = "ctrl-alt-delete"
+	ks, _, err := capability[backend.KeySender](ctx, m, "reboot")
+	switch {
+	case err == nil:
+		if err := ks.SendKey(ctx, KeyName(key)); err != nil {
+			return m.backendError("send key "+key, err)
+		}
+		return nil
+	case !errors.Is(err, backend.ErrUnsupported):
+		return err
+	}
+	cad, _, err := capability[backend.CtrlAltDeleter](ctx, m, "reboot (ctrl-alt-delete)")
+	if err != nil {
+		return err
+	}
+	if err := cad.CtrlAltDelete(ctx); err != nil {
+		return m.backendError("send key "+key, err)
+	}
 	return nil
 }
 

@@ -55,6 +55,7 @@ var (
 	_ backend.Instance       = (*Instance)(nil)
 	_ backend.Snapshotter    = (*Instance)(nil)
 	_ backend.LinkController = (*Instance)(nil)
+	_ backend.CtrlAltDeleter = (*Instance)(nil)
 )
 
 // watch closes done once the process is reaped and its output copied.
@@ -251,6 +252,11 @@ func (i *Instance) PowerDown(ctx context.Context) error {
 	}
 	return nil
 }
+
+// CtrlAltDelete is Firecracker's one key action; the guest takes it as a
+// reboot, which ends the VMM (reboot=k): a machine's reboot is its end, as
+// QEMU's under -no-reboot.
+func (i *Instance) CtrlAltDelete(ctx context.Context) error { return i.PowerDown(ctx) }
 
 // Kill kills the process group at once and waits for it to be gone.
 func (i *Instance) Kill(ctx context.Context) error {
