@@ -153,8 +153,8 @@ func TestUnsupportedCapabilities(t *testing.T) {
 	e := newEnvWith(t, nil, []mock.Option{mock.WithBareInstances()})
 	ctx := testCtx(t)
 	calls := map[string]func() error{
-		"monitor":    func() error { _, err := e.m.SendMonitorCommand(ctx, "info"); return err },
-		"control":    func() error { _, err := e.m.ControlCommand(ctx, "query-status", nil); return err },
+		"monitor": func() error { _, err := e.m.SendMonitorCommand(ctx, "info"); return err },
+		"control": func() error { _, err := e.m.ControlCommand(ctx, "query-status", nil); return err },
 		"event": func() error {
 			_, err := e.m.WaitForQMPEvent(ctx, nil, machine.Timeout(time.Second))
 			return err
