@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/backend/qemu"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/images"
@@ -36,9 +37,9 @@ const (
 // pingSummary matches the last line of busybox ping's statistics.
 var pingSummary = regexp.MustCompile(`min/avg/max = ([0-9.]+)/([0-9.]+)/([0-9.]+) ms`)
 
-// network measures machines on a VLAN (one VDE switch): three minimal guests
-// booting in parallel against one alone, ping latency and TCP throughput
-// between two guests through the switch.
+// network measures machines on a VLAN: three minimal guests booting in
+// parallel against one alone (VDE), then the set-up, ping latency and TCP
+// throughput between two guests on a VDE switch and on a TAP bridge.
 func (b *bench) network(ctx context.Context, w io.Writer) error {
 	dir, err := os.MkdirTemp("", "vmdn")
 	if err != nil {
@@ -69,61 +70,108 @@ func (b *bench) network(ctx context.Context, w io.Writer) error {
 	fmt.Fprintf(w, "| 3 in parallel (`start_all`) | %s |\n", stats(three))
 	fmt.Fprintf(w, "\nRatio of the medians, 3 in parallel / 1 alone: %.2f (%d host cores).\n", float64(median(three))/float64(median(alone)), runtime.NumCPU())
 
-	d, err := newNetDriver(ctx, dir, scripts[:2])
-	if err != nil {
-		return err
+	// The same two guests on each kind of VLAN, one after the other:
+	// setting the network up, ping, TCP.
+	kinds := []string{backend.VDE}
+	if os.Geteuid() == 0 {
+		kinds = append(kinds, backend.TAP)
 	}
-	defer d.Close()
-	if err := bootAll(ctx, d); err != nil {
-		return err
-	}
-	n1, n2 := d.Machine("n1"), d.Machine("n2")
-
-	out, err := n1.Succeed(ctx, "ping -c 20 -i 0.2 n2", machine.Timeout(netWait))
-	if err != nil {
-		return fmt.Errorf("ping: %w", err)
-	}
-	m := pingSummary.FindStringSubmatch(out)
-	if m == nil {
-		return fmt.Errorf("ping printed no round-trip summary: %q", out)
-	}
-	fmt.Fprintln(w, "\nPing between two guests through the VDE switch (`ping -c 20 -i 0.2 n2`):")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| measure | min | avg | max |")
-	fmt.Fprintln(w, "|---|---|---|---|")
-	fmt.Fprintf(w, "| round trip | %s ms | %s ms | %s ms |\n", m[1], m[2], m[3])
-
-	var rates []float64
-	for i := 0; i < netTransfers; i++ {
-		r, err := transfer(ctx, n1, n2, 5001+i)
+	res := map[string]*netResult{}
+	for _, kind := range kinds {
+		r, err := measureNet(ctx, dir, scripts[:2], kind)
 		if err != nil {
-			return fmt.Errorf("tcp transfer: %w", err)
+			return fmt.Errorf("%s network: %w", kind, err)
 		}
-		rates = append(rates, r)
+		res[kind] = r
 	}
-	sort.Float64s(rates)
-	fmt.Fprintf(w, "\nTCP between two guests through the switch: %d MiB from `dd` over busybox `nc`, timed on the sender, byte count checked on the receiver (n=%d):\n\n", netTransferMiB, netTransfers)
-	fmt.Fprintln(w, "| measure | min | median | max |")
+	fmt.Fprintf(w, "\nTwo guests on VLAN 1, on VDE switches (`--net vde`) and on a Linux bridge with TAP devices in a private network namespace (`--net tap`), measured one after the other in this run. Set-up is `driver.New` with VLAN 1 (the switch started and answering, or the namespace and bridge made), median of %d; ping is `ping -c 20 -i 0.2 n2`; TCP is %d MiB from `dd` over busybox `nc`, timed on the sender, byte count checked on the receiver (n=%d).\n\n", netSetups, netTransferMiB, netTransfers)
+	fmt.Fprintln(w, "| measure | vde | tap | tap / vde |")
 	fmt.Fprintln(w, "|---|---|---|---|")
-	fmt.Fprintf(w, "| throughput | %.1f MB/s | %.1f MB/s | %.1f MB/s |\n", rates[0], rates[len(rates)/2], rates[len(rates)-1])
+	vde, tap := res[backend.VDE], res[backend.TAP]
+	if tap == nil {
+		tap = &netResult{}
+	}
+	row := func(name, unit string, v, t float64) {
+		ratio := "n/a (not root)"
+		if t > 0 {
+			ratio = fmt.Sprintf("%.2f", t/v)
+		}
+		fmt.Fprintf(w, "| %s | %.2f %s | %.2f %s | %s |\n", name, v, unit, t, unit, ratio)
+	}
+	row("network set-up (median)", "ms", vde.setupMs, tap.setupMs)
+	row("ping round trip (avg)", "ms", vde.pingAvgMs, tap.pingAvgMs)
+	row("TCP throughput (median)", "MB/s", vde.mbps, tap.mbps)
 	return nil
 }
 
-// newNetDriver prepares a run of the given start scripts on VLAN 1, logging
-// nowhere.
-func newNetDriver(ctx context.Context, outDir string, scripts []string) (*driver.Driver, error) {
+// netSetups is how often each network's set-up is timed.
+const netSetups = 5
+
+// netResult is what measureNet found for one kind of network.
+type netResult struct {
+	setupMs, pingAvgMs, mbps float64
+}
+
+// measureNet times the set-up of a VLAN of kind, then boots two guests
+// on it and measures ping and TCP between them.
+func measureNet(ctx context.Context, dir string, scripts []string, kind string) (*netResult, error) {
+	var setups []time.Duration
+	for i := 0; i < netSetups; i++ {
+		t0 := time.Now()
+		d, err := newNetDriver(ctx, dir, scripts, kind)
+		if err != nil {
+			return nil, err
+		}
+		setups = append(setups, time.Since(t0))
+		d.Close()
+	}
+	r := &netResult{setupMs: float64(median(setups)) / float64(time.Millisecond)}
+	d, err := newNetDriver(ctx, dir, scripts, kind)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	if err := bootAll(ctx, d); err != nil {
+		return nil, err
+	}
+	n1, n2 := d.Machine("n1"), d.Machine("n2")
+	out, err := n1.Succeed(ctx, "ping -c 20 -i 0.2 n2", machine.Timeout(netWait))
+	if err != nil {
+		return nil, fmt.Errorf("ping: %w", err)
+	}
+	m := pingSummary.FindStringSubmatch(out)
+	if m == nil {
+		return nil, fmt.Errorf("ping printed no round-trip summary: %q", out)
+	}
+	r.pingAvgMs, _ = strconv.ParseFloat(m[2], 64)
+	var rates []float64
+	for i := 0; i < netTransfers; i++ {
+		rate, err := transfer(ctx, n1, n2, 5001+i)
+		if err != nil {
+			return nil, fmt.Errorf("tcp transfer: %w", err)
+		}
+		rates = append(rates, rate)
+	}
+	sort.Float64s(rates)
+	r.mbps = rates[len(rates)/2]
+	return r, nil
+}
+
+// newNetDriver prepares a run of the given start scripts on VLAN 1 of
+// the given kind ("" for the default, VDE), logging nowhere.
+func newNetDriver(ctx context.Context, outDir string, scripts []string, kind string) (*driver.Driver, error) {
 	var ms []driver.MachineConfig
 	for _, s := range scripts {
 		ms = append(ms, driver.MachineConfig{Name: driver.MachineName(s), StartScript: s})
 	}
-	return driver.New(ctx, driver.Config{Machines: ms, VLANs: []int{1}, OutputDir: outDir, GlobalTimeout: 10 * time.Minute},
+	return driver.New(ctx, driver.Config{Machines: ms, VLANs: []int{1}, Network: kind, OutputDir: outDir, GlobalTimeout: 10 * time.Minute},
 		driver.WithBackend(qemu.New()), driver.WithLogger(report.New(report.Options{})))
 }
 
 // bootNetworked times one run from StartAll until every machine's shell
 // has answered a command.
 func bootNetworked(ctx context.Context, outDir string, scripts []string) (time.Duration, error) {
-	d, err := newNetDriver(ctx, outDir, scripts)
+	d, err := newNetDriver(ctx, outDir, scripts, "")
 	if err != nil {
 		return 0, err
 	}
