@@ -338,3 +338,25 @@ func TestBridgesChild(t *testing.T) {
 	fmt.Printf("inode=%d\n", b.Inode())
 	select {}
 }
+
+// TestBridgesWithoutPrivilege: a driver that may not create network
+// namespaces (not root) is told so, with what to use instead.
+func TestBridgesWithoutPrivilege(t *testing.T) {
+	if os.Getenv("VMDRIVER_BRIDGES_UNPRIVILEGED") != "" {
+		_, err := StartBridges([]int{1})
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "needs root") || !strings.Contains(err.Error(), "--net vde") {
+			t.Fatalf("StartBridges without CAP_SYS_ADMIN = %v, want ErrPermission saying it needs root and to use --net vde", err)
+		}
+		return
+	}
+	testenv.NeedTAP(t)
+	setpriv := testenv.NeedCommand(t, "setpriv")
+	cmd := exec.Command(setpriv, "--inh-caps=-sys_admin,-net_admin", "--bounding-set=-sys_admin,-net_admin",
+		os.Args[0], "-test.run=^TestBridgesWithoutPrivilege$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "VMDRIVER_BRIDGES_UNPRIVILEGED=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("child:\n%s", out)
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestBridgesWithoutPrivilege") {
+		t.Fatalf("child: %v", err)
+	}
+}
