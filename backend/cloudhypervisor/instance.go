@@ -33,6 +33,7 @@ type Instance struct {
 	proc     *proc.Process
 	http     *http.Client
 	stderr   *tail.Buffer
+	console  *tail.Buffer // the serial console's end, for error reports
 	shell    *backdoor.Shell
 	done     chan struct{}
 	closeMu  sync.Mutex
@@ -82,8 +83,9 @@ func (b *Backend) launch(ctx context.Context, spec backend.Spec, desc *backend.D
 	cmd.Env = append(os.Environ(), spec.Env...)
 	i := &Instance{
 		b: b, spec: spec, desc: desc, disks: disks, taps: taps,
-		stderr: tail.New(64 << 10),
-		done:   make(chan struct{}),
+		stderr:  tail.New(64 << 10),
+		console: tail.New(16 << 10),
+		done:    make(chan struct{}),
 	}
 	console := spec.Console
 	if console == nil {
@@ -124,7 +126,11 @@ func (b *Backend) launch(ctx context.Context, spec backend.Spec, desc *backend.D
 	}
 	i.proc = p
 	i.copyDone.Add(2)
-	go func() { defer i.copyDone.Done(); defer stdout.Close(); io.Copy(forgiving{console}, stdout) }()
+	go func() {
+		defer i.copyDone.Done()
+		defer stdout.Close()
+		io.Copy(tail.Tee(i.console, console, nil), stdout)
+	}()
 	go func() { defer i.copyDone.Done(); defer stderr.Close(); io.Copy(i.stderr, stderr) }()
 	go func() {
 		<-p.Exited()
@@ -279,10 +285,12 @@ func (i *Instance) exitError(op string) error {
 	return i.withTails(e)
 }
 
-// withTails adds the end of cloud-hypervisor's stderr to e.
+// withTails adds the end of cloud-hypervisor's stderr and of the guest's
+// serial console to e.
 func (i *Instance) withTails(e *backend.Error) *backend.Error {
 	i.copyWait(100 * time.Millisecond)
 	e.Stderr = i.stderr.Lines(20)
+	e.Console = i.console.Lines(20)
 	return e
 }
 
@@ -436,13 +444,4 @@ func overlay(ctx context.Context, base, format, path string) error {
 		return fmt.Errorf("qemu-img create %s: %w: %s", path, err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-// forgiving passes writes on and ignores the writer's errors, so a
-// failing console sink never stalls the process's stdout.
-type forgiving struct{ w io.Writer }
-
-func (f forgiving) Write(p []byte) (int, error) {
-	f.w.Write(p)
-	return len(p), nil
 }

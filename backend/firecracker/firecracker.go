@@ -288,7 +288,8 @@ func (b *Backend) launch(ctx context.Context, spec backend.Spec, taps *backend.N
 	cmd := exec.Command(bin, "--api-sock", sock)
 	cmd.Env = append(os.Environ(), spec.Env...)
 	cmd.Dir = spec.StateDir
-	cmd.Stdout = &consoleWriter{tail: i.console, out: spec.Console}
+	// exec copies through the writer: it must never fail (tail.Tee).
+	cmd.Stdout = tail.Tee(i.console, spec.Console, nil)
 	cmd.Stderr = i.stderr
 	var p *proc.Process
 	err = taps.Start(func() (err error) {

@@ -310,18 +310,3 @@ func (i *Instance) SetLink(ctx context.Context, name string, up bool) error {
 func (i *Instance) ForwardPort(ctx context.Context, hostPort, guestPort int) error {
 	return unsupported("forwarding a host port")
 }
-
-// consoleWriter copies the serial console to the tail and Spec.Console;
-// a failing Console does not stop the copy.
-type consoleWriter struct {
-	tail *tail.Buffer
-	out  io.Writer
-}
-
-func (w *consoleWriter) Write(p []byte) (int, error) {
-	w.tail.Write(p)
-	if w.out != nil {
-		w.out.Write(p)
-	}
-	return len(p), nil
-}

@@ -343,8 +343,10 @@ func (i *Instance) waitDone(d time.Duration) bool {
 func (i *Instance) copyStdout(r *os.File, console io.Writer) {
 	defer i.readers.Done()
 	defer r.Close()
-	w := &forgivingWriter{w: console, logf: i.logf}
-	io.Copy(io.MultiWriter(i.console, w), r) //nolint:errcheck // ends at EOF or when cut off
+	w := tail.Tee(i.console, console, func(err error) {
+		i.logf("qemu: console writer failed, console output is no longer passed on: %v", err)
+	})
+	io.Copy(w, r) //nolint:errcheck // ends at EOF or when cut off
 }
 
 // copyStderr keeps QEMU's stderr for Diagnostics and logs it line by line.
@@ -354,24 +356,6 @@ func (i *Instance) copyStderr(r *os.File) {
 	lw := &lineWriter{max: 4096, fn: func(line string) { i.logf("qemu stderr: %s", line) }}
 	io.Copy(io.MultiWriter(i.stderr, lw), r) //nolint:errcheck // ends at EOF or when cut off
 	lw.Flush()
-}
-
-// forgivingWriter stops writing to a failing console writer instead of
-// stopping the copy (which would leave QEMU blocked on a full pipe).
-type forgivingWriter struct {
-	w      io.Writer
-	logf   func(format string, args ...any)
-	failed bool
-}
-
-func (f *forgivingWriter) Write(p []byte) (int, error) {
-	if !f.failed {
-		if _, err := f.w.Write(p); err != nil {
-			f.failed = true
-			f.logf("qemu: console writer failed, console output is no longer passed on: %v", err)
-		}
-	}
-	return len(p), nil
 }
 
 // watch waits for the process to exit and then releases everything tied

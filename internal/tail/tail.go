@@ -4,6 +4,7 @@ package tail
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"sync"
 )
@@ -58,4 +59,34 @@ func (t *Buffer) Lines(n int) []string {
 // String returns the kept text.
 func (t *Buffer) String() string {
 	return strings.Join(t.Lines(t.max), "\n")
+}
+
+// Tee returns a writer that keeps everything in buf and passes it on to
+// out, for a hypervisor's serial console: the tail for error messages,
+// out for the run's log. A failing out is reported once to onErr (which
+// may be nil) and written to no more, and the writer itself never fails,
+// so the copy from the hypervisor's pipe never stops and the hypervisor
+// never blocks on it. A nil out just keeps the tail.
+func Tee(buf *Buffer, out io.Writer, onErr func(error)) io.Writer {
+	return &tee{buf: buf, out: out, onErr: onErr}
+}
+
+type tee struct {
+	buf    *Buffer
+	out    io.Writer
+	onErr  func(error)
+	failed bool
+}
+
+func (t *tee) Write(p []byte) (int, error) {
+	t.buf.Write(p)
+	if t.out != nil && !t.failed {
+		if _, err := t.out.Write(p); err != nil {
+			t.failed = true
+			if t.onErr != nil {
+				t.onErr(err)
+			}
+		}
+	}
+	return len(p), nil
 }
