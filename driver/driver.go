@@ -98,7 +98,8 @@ type Driver struct {
 	log         Logger
 	machineOpts []machine.Option
 
-	runDir    string // private 0700 directory for this run
+	runDir    string   // private 0700 directory for this run
+	runLock   *os.File // held for the run (rundir.go)
 	stateRoot string // parent of vm-state-NAME directories of this run
 	keptRoot  string // parent of those kept across runs
 	sharedDir string
@@ -152,9 +153,18 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Driver, error) {
 		d.log = plainLogger{machine.NewTextLogger(os.Stderr)}
 	}
 	base := tmpBase()
-	d.runDir, err = os.MkdirTemp(base, "vmdriver-")
+	// What killed runs left behind goes first.
+	if removed, err := sweepRunDirs(base); len(removed) > 0 || err != nil {
+		for _, dir := range removed {
+			d.log.Info("", "removed "+dir+", left by a run that was killed")
+		}
+		if err != nil {
+			d.log.Warn("", fmt.Sprintf("cleaning up after killed runs: %v", err))
+		}
+	}
+	d.runDir, d.runLock, err = makeRunDir(base)
 	if err != nil {
-		return nil, fmt.Errorf("creating the run directory: %w", err)
+		return nil, err
 	}
 	d.stateRoot = d.runDir
 	// A stable place for kept state, so the next run finds the disks
@@ -425,6 +435,9 @@ func (d *Driver) Close() error {
 	err := d.stopVLANs()
 	if d.runDir != "" {
 		err = errors.Join(err, os.RemoveAll(d.runDir))
+	}
+	if d.runLock != nil {
+		d.runLock.Close()
 	}
 	return err
 }
