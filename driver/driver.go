@@ -100,8 +100,8 @@ type Driver struct {
 
 	runDir    string   // private 0700 directory for this run
 	runLock   *os.File // held for the run (rundir.go)
-	stateRoot string // parent of vm-state-NAME directories of this run
-	keptRoot  string // parent of those kept across runs
+	stateRoot string   // parent of vm-state-NAME directories of this run
+	keptRoot  string   // parent of those kept across runs
 	sharedDir string
 	vlans     vlanSet // started in New, stopped in Close
 	netKind   string  // backend.VDE or backend.TAP: the kind of every VLAN of the run
