@@ -51,7 +51,7 @@ func newRunFlagSet(name string, f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	env := func(k string) string { return os.Getenv(k) }
-	fs.StringVar(&f.config, "config", "", "driver configuration `FILE` (JSON: vms, vlans, global_timeout, test_script)")
+	fs.StringVar(&f.config, "config", "", "driver configuration `FILE` (JSON: vms, vlans, global_timeout, test_script; also warm, backend, network)")
 	fs.StringVar(&f.config, "c", "", "short for --config")
 	fs.StringVar(&f.startScripts, "start-scripts", env("startScripts"), "space-separated start scripts (older spelling; env startScripts)")
 	fs.StringVar(&f.vmNames, "vm-names", env("vmNames"), "space-separated machine names, paired with --vm-start-scripts")
