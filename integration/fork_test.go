@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmdriver/vmdriver/backend"
 	"github.com/vmdriver/vmdriver/driver"
 	"github.com/vmdriver/vmdriver/images"
 	"github.com/vmdriver/vmdriver/internal/testenv"
@@ -22,14 +23,28 @@ func TestFork(t *testing.T) {
 		t.Skip("boots VMs")
 	}
 	testenv.NeedQEMU(t)
-	testenv.NeedCommand(t, "vde_switch")
 	testenv.NeedCommand(t, "qemu-img")
-	for _, kind := range []images.Kind{images.Minimal, images.Systemd} {
-		t.Run(string(kind), func(t *testing.T) { testFork(t, kind) })
+	for _, tt := range []struct {
+		kind    images.Kind
+		network string
+	}{
+		{images.Minimal, backend.VDE},
+		{images.Systemd, backend.VDE},
+		// Clones get TAP devices of their own on the same bridge.
+		{images.Minimal, backend.TAP},
+	} {
+		t.Run(string(tt.kind)+"-"+tt.network, func(t *testing.T) {
+			if tt.network == backend.TAP {
+				testenv.NeedTAP(t)
+			} else {
+				testenv.NeedCommand(t, "vde_switch")
+			}
+			testFork(t, tt.kind, tt.network)
+		})
 	}
 }
 
-func testFork(t *testing.T, kind images.Kind) {
+func testFork(t *testing.T, kind images.Kind, network string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	scripts, err := images.Build(ctx, images.Options{Kind: kind, OutDir: t.TempDir(), Names: []string{"base:1"}, Logf: t.Logf})
@@ -42,6 +57,7 @@ func testFork(t *testing.T, kind images.Kind) {
 	d, err := driver.New(t.Context(), driver.Config{
 		Machines: []driver.MachineConfig{{Name: "base", StartScript: scripts[0]}},
 		VLANs:    []int{1},
+		Network:  network,
 	}, driver.WithBackend(sharedBackend()), driver.WithMachineOptions(machine.WithLogger(machine.NewTextLogger(testWriter{t}))))
 	if err != nil {
 		t.Fatal(err)
