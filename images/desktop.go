@@ -25,6 +25,9 @@ var desktopInclude = []string{
 	"xserver-xorg-core", "xserver-xorg-input-libinput", "xvfb", "xauth",
 	"blackbox", "xterm", "fonts-dejavu-core",
 	"xdotool", "wmctrl", "x11-utils", "x11-apps",
+	// pam_systemd: alice's X session is a logind session with her own
+	// user manager.
+	"libpam-systemd",
 }
 
 // desktopModules are the kernel modules the desktop guest adds to the

@@ -56,6 +56,10 @@ func TestDesktopBoot(t *testing.T) {
 			// The NixOS driver's wait_for_x() probe, verbatim.
 			vm.succeed(t, `journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical" && [ -e /tmp/.X11-unix/X0 ]`)
 			vm.succeed(t, asAlice+"xdpyinfo >/dev/null")
+			// Her session is a logind one, with her own user manager.
+			if got := vm.succeed(t, "loginctl show-user alice -p State --value; su -l alice --shell /bin/sh -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user is-system-running --wait'"); got != "active\nrunning\n" {
+				t.Errorf("alice's login and user manager: %q, want active and running", got)
+			}
 			vm.succeed(t, "xdpyinfo >/dev/null") // the backdoor's DISPLAY=:0.0, root's own ~/.Xauthority
 			if out, st := vm.run(t, "XAUTHORITY=/dev/null DISPLAY=:0 xdpyinfo 2>&1", 30*time.Second); st == 0 {
 				t.Errorf("a client without the cookie reached the display:\n%s", out)
