@@ -79,6 +79,12 @@ func (b *bench) gui(ctx context.Context, w io.Writer) error {
 	if err := m.WaitForWindow(ctx, "bench|alice|xterm"); err != nil {
 		return err
 	}
+	// The window exists before the window manager focuses it: keys typed
+	// in between are lost. The shell's prompt on the screen says the
+	// xterm has the keyboard (as integration's TestGUI waits).
+	if err := m.WaitForText(ctx, "alice@desktop", machine.Timeout(5*time.Minute)); err != nil {
+		return err
+	}
 	seq, err := ocr.New(1) // one tesseract at a time, as the loop ran them
 	if err != nil {
 		return err
