@@ -39,10 +39,11 @@ type Bridges struct {
 	ctl int // AF_INET datagram socket inside ns, for the device ioctls
 	nrs []int
 
-	mu     sync.Mutex
-	seq    int
-	taps   map[string]int  // live TAP name -> VLAN
-	persis map[string]bool // TAPs CreateTAP made persistent
+	mu  sync.Mutex
+	seq int
+	// devs are the TAP devices made, each true if it is persistent
+	// (CreateTAP's, which RemoveTAP removes).
+	devs   map[string]bool
 	closed bool
 }
 
@@ -64,7 +65,7 @@ func StartBridges(nrs []int) (_ *Bridges, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("TAP networks: %w (or use VDE switches: --net vde)", err)
 	}
-	b := &Bridges{ns: ns, ctl: -1, nrs: nrs, taps: map[string]int{}, persis: map[string]bool{}}
+	b := &Bridges{ns: ns, ctl: -1, nrs: nrs, devs: map[string]bool{}}
 	defer func() {
 		if err != nil {
 			b.Close()
@@ -156,9 +157,8 @@ func (b *Bridges) CreateTAP(machine string, vlan int) (string, error) {
 // (its hypervisor runs) goes when it is closed.
 func (b *Bridges) RemoveTAP(name string) error {
 	b.mu.Lock()
-	known := b.persis[name]
-	delete(b.persis, name)
-	delete(b.taps, name)
+	known := b.devs[name]
+	delete(b.devs, name)
 	b.mu.Unlock()
 	if !known {
 		return fmt.Errorf("TAP device %s: not made by CreateTAP", name)
@@ -187,7 +187,7 @@ func (b *Bridges) Do(f func() error) error { return b.ns.Do(f) }
 // NIC's frames both ways, as if its cable were pulled.
 func (b *Bridges) SetLink(name string, up bool) error {
 	b.mu.Lock()
-	_, ok := b.taps[name]
+	_, ok := b.devs[name]
 	b.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("no TAP device %s in this run", name)
@@ -268,10 +268,7 @@ func (b *Bridges) tap(name string, vlan int, persist bool) (_ *os.File, err erro
 		return nil, err
 	}
 	b.mu.Lock()
-	b.taps[name] = vlan
-	if persist {
-		b.persis[name] = true
-	}
+	b.devs[name] = persist
 	b.mu.Unlock()
 	return f, nil
 }
