@@ -144,14 +144,10 @@ func specGetenv(env []string) func(string) string {
 	}
 }
 
-// microvmCommand loads the spec's description, creates its disk overlays
+// microvmCommand takes the spec's description, creates its disk overlays
 // (kept when they exist: a restore makes its own) and returns the QEMU
 // binary and its machine arguments.
-func microvmCommand(ctx context.Context, spec backend.Spec, stateDir string, tcg bool, tapFDs map[int]int) (string, []string, error) {
-	desc, err := backend.LoadDescription(backend.DescriptionPath(spec.StartScript))
-	if err != nil {
-		return "", nil, err
-	}
+func microvmCommand(ctx context.Context, spec backend.Spec, desc *backend.Description, stateDir string, tcg bool, tapFDs map[int]int) (string, []string, error) {
 	bin, err := hosttools.Path(QEMUBinary)
 	if err != nil {
 		return "", nil, ErrNoQEMU

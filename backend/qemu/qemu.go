@@ -289,7 +289,11 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool, 
 	if ram.live != nil {
 		firstTAP = ramChildFD + 1
 	}
-	taps, err := openTAPs(spec, b.microvm, firstTAP)
+	desc, err := machineDescription(spec, b.microvm)
+	if err != nil {
+		return nil, err
+	}
+	taps, err := openTAPs(spec, desc, b.microvm, firstTAP)
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +306,7 @@ func (b *Backend) start(ctx context.Context, spec backend.Spec, restoring bool, 
 	script := spec.StartScript
 	var machineArgs []string
 	if b.microvm {
-		if script, machineArgs, err = microvmCommand(ctx, spec, stateDir, !choice.KVM, taps.fds); err != nil {
+		if script, machineArgs, err = microvmCommand(ctx, spec, desc, stateDir, !choice.KVM, taps.fds); err != nil {
 			return nil, err
 		}
 	}

@@ -26,30 +26,38 @@ type tapPlan struct {
 	names []string
 }
 
-// openTAPs opens a TAP device on spec.TAPs for every VLAN NIC the
-// machine's description lists. QEMU gets them as descriptors first,
-// first+1, ...; a start script finds each in QEMU_TAP_FD_<vlan>. Without
-// TAP networks it returns an empty plan.
-func openTAPs(spec backend.Spec, microvm bool, first int) (p tapPlan, err error) {
-	if spec.TAPs == nil {
-		return tapPlan{}, nil
-	}
+// machineDescription loads the description of spec's machine when the
+// start needs it: always for microvm (QEMU's command line is built from
+// it), and for TAP networks (its VLAN NICs), where a start script must
+// also be one that takes TAP devices. Otherwise it returns nil.
+func machineDescription(spec backend.Spec, microvm bool) (*backend.Description, error) {
 	descPath := backend.DescriptionPath(spec.StartScript)
-	if !microvm {
+	switch {
+	case microvm:
+	case spec.TAPs == nil:
+		return nil, nil
+	default:
 		script, err := os.ReadFile(spec.StartScript)
 		if err != nil {
-			return tapPlan{}, fmt.Errorf("start script: %w", err)
+			return nil, fmt.Errorf("start script: %w", err)
 		}
 		if !bytes.Contains(script, []byte(tapScriptMarker)) {
-			return tapPlan{}, fmt.Errorf("start script %s cannot put its NICs on TAP devices (it does not read %s<n>; only scripts from `vmdriver image build` do): use VDE switches (--net vde), or rebuild the machine with vmdriver image build", spec.StartScript, tapScriptMarker)
+			return nil, fmt.Errorf("start script %s cannot put its NICs on TAP devices (it does not read %s<n>; only scripts from `vmdriver image build` do): use VDE switches (--net vde), or rebuild the machine with vmdriver image build", spec.StartScript, tapScriptMarker)
 		}
 		if _, err := os.Stat(descPath); errors.Is(err, os.ErrNotExist) {
-			return tapPlan{}, fmt.Errorf("TAP networks need the machine's description %s beside its start script, to know its VLAN NICs: rebuild the machine with vmdriver image build, or use VDE switches (--net vde)", descPath)
+			return nil, fmt.Errorf("TAP networks need the machine's description %s beside its start script, to know its VLAN NICs: rebuild the machine with vmdriver image build, or use VDE switches (--net vde)", descPath)
 		}
 	}
-	desc, err := backend.LoadDescription(descPath)
-	if err != nil {
-		return tapPlan{}, err
+	return backend.LoadDescription(descPath)
+}
+
+// openTAPs opens a TAP device on spec.TAPs for every VLAN NIC of desc
+// (machineDescription's). QEMU gets them as descriptors first, first+1,
+// ...; a start script finds each in QEMU_TAP_FD_<vlan>. Without TAP
+// networks it returns an empty plan.
+func openTAPs(spec backend.Spec, desc *backend.Description, microvm bool, first int) (p tapPlan, err error) {
+	if spec.TAPs == nil {
+		return tapPlan{}, nil
 	}
 	defer func() {
 		if err != nil {

@@ -57,7 +57,12 @@ func TestOpenTAPs(t *testing.T) {
 				}
 			}
 			nets := &faketap.Networks{}
-			p, err := openTAPs(backend.Spec{Name: "m", StartScript: script, TAPs: nets}, tt.microvm, tt.first)
+			spec := backend.Spec{Name: "m", StartScript: script, TAPs: nets}
+			desc, err := machineDescription(spec, tt.microvm)
+			var p tapPlan
+			if err == nil {
+				p, err = openTAPs(spec, desc, tt.microvm, tt.first)
+			}
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("openTAPs = %v, want %q", err, tt.wantErr)
@@ -80,7 +85,10 @@ func TestOpenTAPs(t *testing.T) {
 		})
 	}
 	// Without TAP networks nothing is opened.
-	if p, err := openTAPs(backend.Spec{StartScript: "/nonexistent"}, false, 4); err != nil || len(p.files) != 0 {
+	if d, err := machineDescription(backend.Spec{StartScript: "/nonexistent"}, false); d != nil || err != nil {
+		t.Errorf("description without TAP networks = %v, %v; want none loaded", d, err)
+	}
+	if p, err := openTAPs(backend.Spec{StartScript: "/nonexistent"}, nil, false, 4); err != nil || len(p.files) != 0 {
 		t.Errorf("openTAPs without TAP networks = %+v, %v", p, err)
 	}
 }
