@@ -68,15 +68,21 @@ func (m *Machine) CopyFromHostViaShell(ctx context.Context, source, target strin
 		if _, err := m.Succeed(ctx, guestcmd.MkdirAll(path.Dir(target))); err != nil {
 			return err
 		}
-		for first := true; first || len(data) > 0; first = false {
-			n := min(len(data), uploadChunk)
-			if _, err := m.Succeed(ctx, guestcmd.Upload(data[:n], target, !first)); err != nil {
-				return err
-			}
-			data = data[n:]
-		}
-		return nil
+		return m.upload(ctx, data, target)
 	})
+}
+
+// upload writes data to the guest file target through shell commands, in
+// chunks of uploadChunk bytes (an empty file too).
+func (m *Machine) upload(ctx context.Context, data []byte, target string) error {
+	for first := true; first || len(data) > 0; first = false {
+		n := min(len(data), uploadChunk)
+		if _, err := m.Succeed(ctx, guestcmd.Upload(data[:n], target, !first)); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
 }
 
 // CopyFromMachine copies a guest file or directory tree to
@@ -127,11 +133,7 @@ func (m *Machine) CopyFromVM(ctx context.Context, source, targetDir string) (str
 
 // copyTree copies a file, symlink or directory tree, keeping modes.
 func copyTree(src, dst string) error {
-	type dirMode struct {
-		path string
-		mode fs.FileMode
-	}
-	var dirs []dirMode
+	var dirs dirModes
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -148,7 +150,7 @@ func copyTree(src, dst string) error {
 		switch {
 		case d.IsDir():
 			// Writable while we fill it; its own mode is set at the end.
-			dirs = append(dirs, dirMode{to, info.Mode().Perm()})
+			dirs.add(to, info.Mode().Perm())
 			return os.MkdirAll(to, 0o700)
 		case info.Mode()&fs.ModeSymlink != 0:
 			link, err := os.Readlink(p)
@@ -164,8 +166,23 @@ func copyTree(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Chmod(dirs[i].path, dirs[i].mode); err != nil {
+	return dirs.apply()
+}
+
+// dirModes are the modes of directories a copy made writable while it
+// filled them; apply sets them, deepest first, once the files are in.
+type dirModes []dirMode
+
+type dirMode struct {
+	path string
+	mode fs.FileMode
+}
+
+func (d *dirModes) add(path string, mode fs.FileMode) { *d = append(*d, dirMode{path, mode}) }
+
+func (d dirModes) apply() error {
+	for i := len(d) - 1; i >= 0; i-- {
+		if err := os.Chmod(d[i].path, d[i].mode); err != nil {
 			return err
 		}
 	}
@@ -178,11 +195,16 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 		return err
 	}
 	defer in.Close()
+	return writeFile(dst, in, mode)
+}
+
+// writeFile writes r to dst with mode (whatever the umask).
+func writeFile(dst string, r io.Reader, mode fs.FileMode) error {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, in)
+	_, err = io.Copy(out, r)
 	err = errors.Join(err, out.Close())
 	if err != nil {
 		return err
@@ -216,13 +238,8 @@ func (m *Machine) copyFromHostViaTar(ctx context.Context, source, target string)
 		return err
 	}
 	archive = strings.TrimSpace(archive)
-	data := buf.Bytes()
-	for first := true; first || len(data) > 0; first = false {
-		n := min(len(data), uploadChunk)
-		if _, err := m.Succeed(ctx, guestcmd.Upload(data[:n], archive, !first)); err != nil {
-			return err
-		}
-		data = data[n:]
+	if err := m.upload(ctx, buf.Bytes(), archive); err != nil {
+		return err
 	}
 	_, err = m.Succeed(ctx, guestcmd.UnpackTree(archive, name, target))
 	return err
@@ -308,11 +325,7 @@ func tarTree(w io.Writer, src, name string) error {
 // refused: the archive comes from the guest.
 func untarTree(r io.Reader, name, dst string) error {
 	tr := tar.NewReader(r)
-	type dirMode struct {
-		path string
-		mode fs.FileMode
-	}
-	var dirs []dirMode
+	var dirs dirModes
 	seen := false
 	for {
 		hdr, err := tr.Next()
@@ -343,23 +356,12 @@ func untarTree(r io.Reader, name, dst string) error {
 			if err := os.MkdirAll(target, 0o700); err != nil {
 				return err
 			}
-			dirs = append(dirs, dirMode{target, mode})
+			dirs.add(target, mode)
 		case tar.TypeReg:
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return err
 			}
-			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-			if err := os.Chmod(target, mode); err != nil {
+			if err := writeFile(target, tr, mode); err != nil {
 				return err
 			}
 		case tar.TypeSymlink:
@@ -377,13 +379,7 @@ func untarTree(r io.Reader, name, dst string) error {
 	if !seen {
 		return errors.New("the archive is empty")
 	}
-	// Directory modes last, so a read-only directory still got its files.
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Chmod(dirs[i].path, dirs[i].mode); err != nil {
-			return err
-		}
-	}
-	return nil
+	return dirs.apply()
 }
 
 // noLinkBetween fails if dst, or a directory between dst and dst/sub, is
