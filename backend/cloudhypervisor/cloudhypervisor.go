@@ -29,7 +29,7 @@ import (
 
 // errUnsupported is wrapped by the errors of capabilities
 // cloud-hypervisor does not have.
-var errUnsupported = fmt.Errorf("unsupported by cloud-hypervisor: %w", backend.ErrUnsupported)
+var errUnsupported = backend.Unsupported("unsupported by cloud-hypervisor")
 
 // Option configures a Backend.
 type Option func(*Backend)

@@ -92,7 +92,7 @@ var ErrNoFirecracker = errors.New("firecracker is not installed")
 // unsupported is the error for what Firecracker cannot do: it wraps
 // backend.ErrUnsupported and says "unsupported by firecracker".
 func unsupported(what string) error {
-	return fmt.Errorf("%s: %w", what, fmt.Errorf("unsupported by firecracker: %w", backend.ErrUnsupported))
+	return backend.Unsupported(what + ": unsupported by firecracker")
 }
 
 // Backend starts machines on Firecracker.
