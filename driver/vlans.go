@@ -34,7 +34,6 @@ type VLAN struct {
 // networks is one set of the configured VLANs: VDE switches or TAP
 // bridges. The run has one; each forked subtest gets its own.
 type networks struct {
-	kind     string
 	switches []*vlan.Switch // VDE, sorted by number
 	bridges  *vlan.Bridges  // TAP
 }
@@ -99,7 +98,7 @@ func (d *Driver) startNetworks(ctx context.Context, dir string) (networks, error
 	nrs := slices.Clone(d.cfg.VLANs)
 	slices.Sort(nrs)
 	nrs = slices.Compact(nrs)
-	n := networks{kind: d.netKind}
+	var n networks
 	if len(nrs) == 0 {
 		return n, nil
 	}
